@@ -1,0 +1,300 @@
+"""The `mtmcs` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mtmcs.data.loaders import load_benchmark
+from mtmcs.engine.run import DEFAULT_JUDGE, RunConfig, run_benchmark
+from mtmcs.engine.scheduler import Role, RunSettings
+from mtmcs.errors import DataError, MtmcsError
+from mtmcs.protocol.dialogues import expand_row
+from mtmcs.protocol.messages import ImagePlacement
+from mtmcs.protocol.types import MODALITIES, SPLITS, Modality, Split
+
+app = typer.Typer(
+    help="MTMCS-Bench: multi-turn multimodal contextual safety.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect and validate a dataset.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+errors = Console(stderr=True)
+state = {"debug": False}
+
+DatasetOption = Annotated[
+    str,
+    typer.Option(
+        "--dataset", help="'official' (ND-25/MCS-bench), 'sample' (bundled) or a directory."
+    ),
+]
+SplitOption = Annotated[
+    list[str] | None, typer.Option("--split", help="type_a and/or type_b (default: both).")
+]
+RevisionOption = Annotated[str | None, typer.Option(help="Hub revision of the official dataset.")]
+
+
+def _splits(values: list[str] | None) -> tuple[Split, ...]:
+    chosen = tuple(values or SPLITS)
+    bad = [value for value in chosen if value not in SPLITS]
+    if bad:
+        raise typer.BadParameter(
+            f"{', '.join(bad)}: expected type_a or type_b", param_hint="--split"
+        )
+    return chosen  # type: ignore[return-value]
+
+
+def _modalities(values: list[str] | None) -> tuple[Modality, ...]:
+    chosen = tuple(values or MODALITIES)
+    bad = [value for value in chosen if value not in MODALITIES]
+    if bad:
+        raise typer.BadParameter(
+            f"{', '.join(bad)}: expected multimodal or unimodal", param_hint="--modality"
+        )
+    return chosen  # type: ignore[return-value]
+
+
+def _default_out(model: str) -> Path:
+    return Path("runs") / model.replace("/", "__")
+
+
+def _format(stat: Mapping[str, Any], percent: bool) -> str:
+    value = stat["value"]
+    if value is None:
+        return "–"
+    text = f"{100 * value:.1f}" if percent else f"{value:.2f}"
+    lo, hi = stat["ci95"]
+    interval = f" [{100 * lo:.1f}–{100 * hi:.1f}]" if percent else f" [{lo:.2f}–{hi:.2f}]"
+    notes = []
+    if stat["unparseable"]:
+        notes.append(f"{stat['unparseable']} unparsed")
+    if stat.get("errors"):
+        notes.append(f"{stat['errors']} failed")
+    suffix = f" ({', '.join(notes)})" if notes else ""
+    return f"{text}{interval}{suffix}"
+
+
+def metrics_table(summary: Mapping[str, Any]) -> Table:
+    """The summary's figures, one line per split × modality."""
+    meta = summary["metadata"]
+    table = Table(title=f"{meta['model']} — judge {meta['judge']} ({meta['judge_kind']})")
+    for header in (
+        "split",
+        "modality",
+        "safe MCQ %",
+        "unsafe MCQ %",
+        "TF %",
+        "safety-awareness",
+        "helpfulness",
+    ):
+        table.add_column(header)
+    for split in meta["splits"]:
+        for modality in meta["modalities"]:
+            cell = summary[split][modality]
+            table.add_row(
+                split,
+                modality,
+                _format(cell["safe_mcq_accuracy"], True),
+                _format(cell["unsafe_mcq_accuracy"], True),
+                _format(cell["tf_accuracy"], True),
+                _format(cell["safety_awareness"], False),
+                _format(cell["helpfulness"], False),
+            )
+    return table
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False) -> None:
+    state["debug"] = debug
+
+
+@app.command()
+def run(
+    model: Annotated[str, typer.Option(help="Model under test, provider/model.")],
+    judge: Annotated[
+        str, typer.Option(help="Judge, provider/model or baseline/keyword.")
+    ] = DEFAULT_JUDGE,
+    dataset: DatasetOption = "official",
+    split: SplitOption = None,
+    modality: Annotated[
+        list[str] | None, typer.Option(help="multimodal and/or unimodal (default: both).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="First N rows of each split.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory (store + summary); default runs/<model>.")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(help="Server of the model under test.")] = None,
+    judge_base_url: Annotated[str | None, typer.Option(help="Server of the judge.")] = None,
+    captions: Annotated[
+        Path | None, typer.Option(help="Captions JSON (id → caption) for the judge.")
+    ] = None,
+    max_connections: Annotated[int, typer.Option(min=1)] = 32,
+    judge_max_connections: Annotated[int, typer.Option(min=1)] = 16,
+    temperature: Annotated[
+        float | None, typer.Option(help="Override the authors' temperature (0.1) for model calls.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed sent to the model.")] = None,
+    image_placement: Annotated[
+        str, typer.Option(help="first: image on R1 (default); newest: on the newest user turn.")
+    ] = "first",
+    max_retries: Annotated[int, typer.Option(min=0, help="SDK retries per call.")] = 2,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds per call.")] = 120.0,
+    revision: RevisionOption = None,
+) -> None:
+    """Run (or resume) the benchmark on one model and print its metrics."""
+    if image_placement not in ("first", "newest"):
+        raise typer.BadParameter("expected first or newest", param_hint="--image-placement")
+    placement: ImagePlacement = "first" if image_placement == "first" else "newest"
+    config = RunConfig(
+        model=model,
+        judge=judge,
+        dataset=dataset,
+        revision=revision,
+        splits=_splits(split),
+        modalities=_modalities(modality),
+        limit=limit,
+        out=out or _default_out(model),
+        base_url=base_url,
+        judge_base_url=judge_base_url,
+        captions=captions,
+        max_retries=max_retries,
+        timeout=timeout,
+        settings=RunSettings(
+            temperature=temperature,
+            seed=seed,
+            image_placement=placement,
+            max_connections=max_connections,
+            judge_max_connections=judge_max_connections,
+        ),
+    )
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+    )
+    tasks: dict[Role, Any] = {}
+
+    def on_start(planned: Mapping[Role, int]) -> None:
+        tasks["model"] = progress.add_task(f"model {model}", total=planned["model"])
+        tasks["judge"] = progress.add_task(f"judge {judge}", total=planned["judge"])
+
+    with progress:
+        result = run_benchmark(config, on_start, lambda role: progress.advance(tasks[role]))
+    console.print(metrics_table(result.summary))
+    calls = result.summary["metadata"]["calls"]
+    console.print(
+        f"calls: model {calls['model']['made']} made, {calls['model']['cached']} from the store, "
+        f"{calls['model']['failed']} failed; judge {calls['judge']['made']} made, "
+        f"{calls['judge']['cached']} from the store, {calls['judge']['failed']} failed; "
+        f"wall {result.summary['metadata']['wall_s']:.1f} s"
+    )
+    console.print(f"summary: {config.out / 'summary.json'}")
+    if not result.complete:
+        errors.print(
+            "[yellow]incomplete run:[/] some calls failed (excluded from the metrics); "
+            "rerun the same command to retry only them"
+        )
+        raise typer.Exit(3)
+
+
+@data_app.command()
+def validate(
+    dataset: DatasetOption = "official", split: SplitOption = None, revision: RevisionOption = None
+) -> None:
+    """Check every row; print one line per problem."""
+    benchmark = load_benchmark(dataset, _splits(split), revision)
+    console.print(f"{benchmark.name}: {len(benchmark.rows)} rows, no problems")
+
+
+@data_app.command()
+def stats(
+    dataset: DatasetOption = "official", split: SplitOption = None, revision: RevisionOption = None
+) -> None:
+    """Counts of rows, dialogues, questions and planned calls."""
+    benchmark = load_benchmark(dataset, _splits(split), revision)
+    table = Table(title=benchmark.name)
+    for header in ("split", "rows", "dialogues", "MCQ", "TF", "model calls", "judge calls"):
+        table.add_column(header, justify="right")
+    for name in _splits(split):
+        rows = [row for row in benchmark.rows if row.split == name]
+        dialogues = [d for row in rows for d in expand_row(row)]
+        kinds = Counter(q.kind for d in dialogues for q in d.questions)
+        model_calls = sum(len(d.turns) + len(d.questions) for d in dialogues)
+        table.add_row(
+            name,
+            str(len(rows)),
+            str(len(dialogues)),
+            str(kinds["mcq"]),
+            str(kinds["tf"]),
+            str(model_calls),
+            str(len(dialogues)),
+        )
+    console.print(table)
+
+
+@data_app.command()
+def show(
+    row_id: int,
+    dataset: DatasetOption = "official",
+    split: Annotated[str, typer.Option(help="type_a or type_b.")] = "type_a",
+    revision: RevisionOption = None,
+) -> None:
+    """Print the four dialogues of one row with their questions."""
+    benchmark = load_benchmark(dataset, _splits([split]), revision)
+    row = next((row for row in benchmark.rows if row.id == row_id), None)
+    if row is None:
+        raise typer.BadParameter(f"no row {row_id} in {split}", param_hint="ROW_ID")
+    console.print(f"[bold]{split} row {row_id}[/]  unsafe intent: {row.unsafe_intent}")
+    for dialogue in expand_row(row):
+        console.print(f"\n[bold]{dialogue.id}[/]")
+        for index, turn in enumerate(dialogue.turns, start=1):
+            console.print(f"  R{index}: {turn}", markup=False)
+        for question in dialogue.questions:
+            console.print(
+                f"  {question.kind} {question.id.rsplit('/', 1)[1]}: "
+                f"{json.dumps(question.text)} → {question.ground_truth}",
+                markup=False,
+            )
+            for letter, option in zip("ABCDEFGH", question.options, strict=False):
+                console.print(f"      {letter}. {option}", markup=False)
+
+
+def main() -> None:
+    """Entry point: run the app, turning our errors into one clear message and an exit code."""
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        errors.print("interrupted; rerun the same command to resume")
+        sys.exit(130)
+    except DataError as error:
+        if state["debug"]:
+            raise
+        errors.print(f"[red]error:[/] {error}", markup=True, highlight=False)
+        sys.exit(2)
+    except MtmcsError as error:
+        if state["debug"]:
+            raise
+        errors.print(f"[red]error:[/] {error}", highlight=False)
+        sys.exit(1)
+    except Exception as error:  # click usage errors
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        raise

@@ -1,0 +1,88 @@
+"""Image captions for the judge: the authors' file, pinned and checksummed, or a local file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.request
+from pathlib import Path
+
+from mtmcs.errors import ConfigError, DataError, Problem
+
+CAPTIONS_COMMIT = "9fa7c8489ede9b0f70599fa2c225634f45771e98"
+CAPTIONS_SHA256 = "2fd9577f763477f4c01c804d5a8dd091b6d8878106190cc23ae7253845dec4d4"
+CAPTIONS_URL = (
+    "https://raw.githubusercontent.com/franciscoliu/MTMCS-Bench/"
+    f"{CAPTIONS_COMMIT}/MTMCS_Bench_captions.json"
+)
+
+
+def cache_dir() -> Path:
+    """Where downloaded files are kept (`$MTMCS_CACHE`, else `~/.cache/mtmcs`)."""
+    return Path(os.environ.get("MTMCS_CACHE", Path.home() / ".cache" / "mtmcs"))
+
+
+def parse_captions(text: str, source: str) -> dict[int, str]:
+    """A JSON object mapping row ids ("0", "1", …) to captions."""
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise DataError([Problem(source, "", None, "", f"not valid JSON ({error})")]) from error
+    if not isinstance(data, dict):
+        raise DataError(
+            [
+                Problem(
+                    source,
+                    "",
+                    None,
+                    "",
+                    f"expected a JSON object id → caption, got {type(data).__name__}",
+                )
+            ]
+        )
+    problems: list[Problem] = []
+    captions: dict[int, str] = {}
+    for key, caption in data.items():
+        if not key.strip().isdigit():
+            problems.append(Problem(source, "", key, "", "key is not a row id"))
+        elif not isinstance(caption, str) or not caption.strip():
+            problems.append(Problem(source, "", key, "", "caption is not a non-empty string"))
+        else:
+            captions[int(key)] = caption.strip()
+    if problems:
+        raise DataError(problems)
+    return captions
+
+
+def load_captions(path: Path) -> dict[int, str]:
+    """Captions from a local JSON file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read captions file {path}: {error.strerror}") from error
+    return parse_captions(text, str(path))
+
+
+def fetch_official_captions() -> dict[int, str]:
+    """The authors' captions at the pinned commit, downloaded once and checksum-verified."""
+    path = cache_dir() / f"MTMCS_Bench_captions-{CAPTIONS_COMMIT[:12]}.json"
+    if not path.is_file():
+        try:
+            with urllib.request.urlopen(CAPTIONS_URL, timeout=60) as response:
+                data: bytes = response.read()
+        except OSError as error:
+            raise ConfigError(
+                f"cannot download the official captions ({error}); download {CAPTIONS_URL} "
+                "yourself and pass it with --captions"
+            ) from error
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != CAPTIONS_SHA256:
+            raise ConfigError(
+                f"official captions checksum mismatch: got {digest}, expected {CAPTIONS_SHA256}"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".part")
+        partial.write_bytes(data)
+        partial.replace(path)
+    return load_captions(path)

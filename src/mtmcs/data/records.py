@@ -1,0 +1,186 @@
+"""Raw records of the official schema → typed rows, reporting every problem precisely."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from PIL import Image
+
+from mtmcs.errors import Problem
+from mtmcs.protocol.dialogues import turn_fields
+from mtmcs.protocol.prompts import option_letters
+from mtmcs.protocol.types import (
+    INTENTS,
+    MODALITIES,
+    TURN_FIELDS,
+    DialogueFields,
+    McqItem,
+    ModalityContent,
+    Row,
+    Split,
+    TfItem,
+)
+
+
+class _Checker:
+    """Collects the problems of one record."""
+
+    def __init__(self, source: str, split: Split, row_id: object) -> None:
+        self.source = source
+        self.split = split
+        self.row_id = row_id if isinstance(row_id, int | str) else None
+        self.problems: list[Problem] = []
+
+    def add(self, field: str, message: str) -> None:
+        self.problems.append(Problem(self.source, self.split, self.row_id, field, message))
+
+    def text(self, value: object, field: str, *, required: bool = True) -> str:
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            self.add(field, f"expected a string, got {type(value).__name__}")
+            return ""
+        if required and not value.strip():
+            self.add(field, "is empty")
+        return value
+
+    def items(self, value: object, field: str) -> list[Mapping[str, Any]]:
+        if not isinstance(value, list | tuple):
+            self.add(field, f"expected a list, got {type(value).__name__}")
+            return []
+        good: list[Mapping[str, Any]] = []
+        for index, item in enumerate(value):
+            if isinstance(item, Mapping):
+                good.append(item)
+            else:
+                self.add(f"{field}[{index}]", f"expected an object, got {type(item).__name__}")
+        return good
+
+
+def _dialogue(check: _Checker, value: object, field: str) -> DialogueFields:
+    if not isinstance(value, Mapping):
+        check.add(field, f"expected an object with turns, got {type(value).__name__}")
+        return DialogueFields()
+    needed = {name for intent in INTENTS for name in turn_fields(check.split, intent)}
+    turns = {
+        name: check.text(value.get(name), f"{field}.{name}", required=name in needed)
+        for name in TURN_FIELDS
+    }
+    return DialogueFields(**turns)
+
+
+def _mcq(check: _Checker, value: object, field: str) -> tuple[McqItem, ...]:
+    items: list[McqItem] = []
+    for index, item in enumerate(check.items(value, field)):
+        where = f"{field}[{index}]"
+        question = check.text(item.get("question"), f"{where}.question")
+        question_type = check.text(item.get("question_type"), f"{where}.question_type")
+        if question_type and not question_type.strip().lower().startswith(("safe", "unsafe")):
+            check.add(
+                f"{where}.question_type",
+                f"{question_type!r} starts with neither 'safe' nor 'unsafe'",
+            )
+        raw_options = item.get("options")
+        options: list[str] = []
+        if not isinstance(raw_options, list | tuple) or len(raw_options) < 2:
+            check.add(f"{where}.options", "expected a list of at least 2 options")
+        else:
+            options = [
+                check.text(option, f"{where}.options[{i}]") for i, option in enumerate(raw_options)
+            ]
+        truth = item.get("ground_truth")
+        letters = option_letters(len(options))
+        if not isinstance(truth, str) or truth.strip().upper() not in letters or not truth.strip():
+            check.add(
+                f"{where}.ground_truth",
+                f"{truth!r} is not one of the option letters {', '.join(letters) or '(none)'}",
+            )
+            truth = ""
+        items.append(McqItem(question, question_type, tuple(options), truth.strip().upper()))
+    return tuple(items)
+
+
+def _tf(check: _Checker, value: object, field: str) -> tuple[TfItem, ...]:
+    items: list[TfItem] = []
+    for index, item in enumerate(check.items(value, field)):
+        where = f"{field}[{index}]"
+        question = check.text(item.get("question"), f"{where}.question")
+        truth = item.get("ground_truth")
+        if not isinstance(truth, bool):
+            check.add(f"{where}.ground_truth", f"expected true or false, got {truth!r}")
+            truth = False
+        items.append(TfItem(question, truth))
+    return tuple(items)
+
+
+def check_image(data: bytes | None) -> str | None:
+    """Why these bytes are not a usable image, or `None` when they decode."""
+    if not data:
+        return "no image bytes"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                image.verify()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        return f"image too large to decode safely ({error})"
+    except Exception as error:  # PIL raises many types for corrupt files
+        return f"cannot decode image ({type(error).__name__}: {error})"
+    return None
+
+
+def image_id(split: Split, row_id: int) -> str:
+    """The id by which requests and the store refer to a row's base image."""
+    return f"{split}/{row_id}"
+
+
+def parse_record(
+    record: Mapping[str, Any], split: Split, source: str, image: bytes | str | None
+) -> tuple[Row | None, list[Problem]]:
+    """Check one record of the official schema and build its typed row.
+
+    `image` holds the base image bytes (already read by the loader), checked here, or the
+    loader's reason why it could not read them.
+    Returns the row, or `None` when any problem was found, with every problem.
+    """
+    raw_id = record.get("id")
+    check = _Checker(source, split, raw_id)
+    if isinstance(raw_id, bool) or not isinstance(raw_id, int) or raw_id < 0:
+        check.add("id", f"expected a non-negative integer, got {raw_id!r}")
+    unsafe_intent = check.text(record.get("unsafe_intent"), "unsafe_intent")
+    contents = {}
+    for modality in MODALITIES:
+        contents[modality] = ModalityContent(
+            dialogue=_dialogue(check, record.get(f"{modality}_dialogue"), f"{modality}_dialogue"),
+            mcq=_mcq(check, record.get(f"{modality}_mcq"), f"{modality}_mcq"),
+            tf=_tf(check, record.get(f"{modality}_tf"), f"{modality}_tf"),
+        )
+    reason = image if isinstance(image, str) else check_image(image)
+    if reason is not None:
+        check.add("image", reason)
+    if check.problems or not isinstance(raw_id, int):
+        return None, check.problems
+    row = Row(
+        split=split,
+        id=raw_id,
+        image_id=image_id(split, raw_id),
+        unsafe_intent=unsafe_intent,
+        multimodal=contents["multimodal"],
+        unimodal=contents["unimodal"],
+    )
+    return row, []
+
+
+def duplicate_problems(ids: Sequence[object], split: Split, source: str) -> list[Problem]:
+    """One problem per repeated occurrence of an id within a split."""
+    seen: set[object] = set()
+    problems: list[Problem] = []
+    for raw_id in ids:
+        if raw_id in seen:
+            row_id = raw_id if isinstance(raw_id, int | str) else None
+            problems.append(Problem(source, split, row_id, "id", "duplicate id"))
+        seen.add(raw_id)
+    return problems

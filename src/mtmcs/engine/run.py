@@ -1,0 +1,230 @@
+"""One benchmark run: data → dialogues → scheduler → metrics → `summary.json`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mtmcs import __version__
+from mtmcs.data.captions import fetch_official_captions, load_captions
+from mtmcs.data.loaders import Benchmark, load_benchmark
+from mtmcs.engine.scheduler import Role, RunOutcome, RunSettings, Scheduler
+from mtmcs.engine.store import Store
+from mtmcs.errors import ConfigError, DataError, Problem
+from mtmcs.models.images import ImageEncoder
+from mtmcs.models.registry import ProviderOptions, create_model, is_heuristic_judge
+from mtmcs.protocol.dialogues import expand_row
+from mtmcs.protocol.prompts import MCQ_DECODING, TF_DECODING
+from mtmcs.protocol.types import MODALITIES, SPLITS, Dialogue, Modality, Row, Split
+from mtmcs.scoring.metrics import compute_metrics
+
+DEFAULT_JUDGE = "openai/gpt-5-mini"
+HEURISTIC_JUDGE_LABEL = "heuristic (refusal keywords), not an LLM judge"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run (the CLI builds one from its options)."""
+
+    model: str
+    out: Path
+    judge: str = DEFAULT_JUDGE
+    dataset: str = "official"
+    revision: str | None = None
+    splits: tuple[Split, ...] = SPLITS
+    modalities: tuple[Modality, ...] = MODALITIES
+    limit: int | None = None
+    base_url: str | None = None
+    judge_base_url: str | None = None
+    captions: Path | None = None
+    max_retries: int = 2
+    timeout: float = 120.0
+    settings: RunSettings = field(default_factory=RunSettings)
+
+
+@dataclass
+class RunResult:
+    """The summary written to disk and the outcome it was computed from."""
+
+    summary: dict[str, Any]
+    outcome: RunOutcome
+    planned: dict[Role, int]
+
+    @property
+    def complete(self) -> bool:
+        """Whether every planned call has an answer."""
+        return all(counts.failed == 0 for counts in self.outcome.counts.values())
+
+
+def select_rows(benchmark: Benchmark, splits: Sequence[Split], limit: int | None) -> list[Row]:
+    """Rows of the chosen splits, the first `limit` of each (by id) when a limit is given."""
+    rows: list[Row] = []
+    for split in splits:
+        chosen = sorted(
+            (row for row in benchmark.rows if row.split == split), key=lambda row: row.id
+        )
+        rows += chosen[:limit] if limit is not None else chosen
+    return rows
+
+
+def planned_calls(dialogues: Sequence[Dialogue]) -> dict[Role, int]:
+    """Model calls (turns + questions) and judge calls the dialogues need."""
+    model = sum(len(d.turns) + len(d.questions) for d in dialogues)
+    return {"model": model, "judge": len(dialogues)}
+
+
+def resolve_captions(
+    config: RunConfig, benchmark: Benchmark, dialogues: Sequence[Dialogue]
+) -> dict[int, str] | None:
+    """Captions for the judge, or `None` when the judge does not need any."""
+    needed = sorted({d.row_id for d in dialogues if d.modality == "multimodal"})
+    if not needed or is_heuristic_judge(config.judge):
+        return None
+    if config.captions is not None:
+        captions = load_captions(config.captions)
+        source = str(config.captions)
+    elif benchmark.captions_path is not None:
+        captions = load_captions(benchmark.captions_path)
+        source = str(benchmark.captions_path)
+    elif config.dataset == "official":
+        captions = fetch_official_captions()
+        source = "the official captions"
+    else:
+        raise ConfigError(
+            f"the judge {config.judge} needs image captions for multimodal dialogues: pass "
+            "--captions FILE (a JSON object id → caption) or put captions.json in the dataset "
+            "directory"
+        )
+    missing = [row_id for row_id in needed if row_id not in captions]
+    if missing:
+        raise DataError(
+            [
+                Problem(
+                    source,
+                    "",
+                    row_id,
+                    "caption",
+                    "no caption for this row id (the judge needs one for its multimodal dialogues)",
+                )
+                for row_id in missing
+            ]
+        )
+    return captions
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    partial = path.with_suffix(".part")
+    partial.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    partial.replace(path)
+
+
+def build_summary(
+    config: RunConfig,
+    benchmark: Benchmark,
+    rows: Sequence[Row],
+    outcome: RunOutcome,
+    planned: Mapping[Role, int],
+    started: float,
+    wall_s: float,
+) -> dict[str, Any]:
+    """`summary.json`: metrics per split and modality, plus the run's metadata."""
+    metrics = compute_metrics(
+        outcome.questions, outcome.dialogues, config.splits, config.modalities
+    )
+    settings = config.settings
+    metadata = {
+        "model": config.model,
+        "judge": config.judge,
+        "judge_kind": HEURISTIC_JUDGE_LABEL if is_heuristic_judge(config.judge) else "LLM judge",
+        "dataset": benchmark.name,
+        "revision": benchmark.revision,
+        "splits": list(config.splits),
+        "modalities": list(config.modalities),
+        "rows": len(rows),
+        "limit": config.limit,
+        "decoding": {
+            "turn": asdict(settings.decoding(settings.turn)),
+            "mcq": asdict(settings.decoding(MCQ_DECODING)),
+            "tf": asdict(settings.decoding(TF_DECODING)),
+            "judge": asdict(settings.judge),
+            "seed": settings.seed,
+        },
+        "image_placement": settings.image_placement,
+        "package_version": __version__,
+        "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
+        "wall_s": round(wall_s, 3),
+        "calls": {
+            role: {"planned": planned[role], **asdict(counts)}
+            for role, counts in outcome.counts.items()
+        },
+        "complete": all(counts.failed == 0 for counts in outcome.counts.values()),
+    }
+    summary: dict[str, Any] = {"metadata": metadata}
+    for split, cells in metrics.items():
+        summary[split] = {
+            cell: {name: stat.as_dict() for name, stat in stats.items()}
+            for cell, stats in cells.items()
+        }
+    return summary
+
+
+def run_benchmark(
+    config: RunConfig,
+    on_start: Callable[[Mapping[Role, int]], None] | None = None,
+    on_call: Callable[[Role], None] | None = None,
+) -> RunResult:
+    """Run (or resume) a benchmark and write `OUT/summary.json`."""
+    started = time.time()
+    benchmark = load_benchmark(config.dataset, config.splits, config.revision)
+    rows = select_rows(benchmark, config.splits, config.limit)
+    dialogues = [d for row in rows for d in expand_row(row, config.modalities)]
+    captions = resolve_captions(config, benchmark, dialogues)
+    planned = planned_calls(dialogues)
+    images = ImageEncoder(benchmark.image_bytes)
+    seed = config.settings.seed or 0
+    model = create_model(
+        config.model,
+        images,
+        ProviderOptions(config.base_url, config.max_retries, config.timeout, seed),
+    )
+    judge = create_model(
+        config.judge,
+        images,
+        ProviderOptions(config.judge_base_url, config.max_retries, config.timeout, seed),
+        judge=True,
+    )
+    config.out.mkdir(parents=True, exist_ok=True)
+    store = Store(config.out / "store.sqlite")
+    if on_start is not None:
+        on_start(planned)
+
+    async def execute() -> RunOutcome:
+        scheduler = Scheduler(
+            model=model,
+            judge=judge,
+            store=store,
+            captions=captions,
+            settings=config.settings,
+            on_call=on_call,
+        )
+        try:
+            return await scheduler.run(dialogues)
+        finally:
+            await model.aclose()
+            await judge.aclose()
+
+    try:
+        outcome = asyncio.run(execute())
+    finally:
+        store.close()
+    summary = build_summary(
+        config, benchmark, rows, outcome, planned, started, time.time() - started
+    )
+    _write_json(config.out / "summary.json", summary)
+    return RunResult(summary, outcome, planned)

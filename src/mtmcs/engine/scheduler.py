@@ -1,0 +1,262 @@
+"""Async scheduler: dialogues turn by turn, then their questions and judge call, all concurrent.
+
+Each dialogue runs its three turns in order; as soon as it finishes, its questions and its
+judge call start. Every dialogue runs at once under per-model connection limits. Each call
+is looked up in the store first and recorded there as soon as it finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mtmcs.engine.store import CallRecord, Store, request_key
+from mtmcs.errors import ProviderError
+from mtmcs.models.base import CallFailed, CallKind, ChatModel, ChatRequest
+from mtmcs.protocol.judge import Verdict, judge_messages, parse_verdict
+from mtmcs.protocol.messages import ImagePlacement, turn_messages
+from mtmcs.protocol.parsing import parse_mcq, parse_tf
+from mtmcs.protocol.prompts import (
+    JUDGE_DECODING,
+    TURN_DECODING,
+    Decoding,
+    question_decoding,
+    question_messages,
+)
+from mtmcs.protocol.rubrics import rubric_for
+from mtmcs.protocol.types import Dialogue, Question
+from mtmcs.scoring.outcomes import DialogueOutcome, QuestionOutcome
+
+Role = Literal["model", "judge"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """How calls are made: decoding, seed, image placement and connection limits."""
+
+    turn: Decoding = TURN_DECODING
+    temperature: float | None = None
+    seed: int | None = None
+    judge: Decoding = JUDGE_DECODING
+    image_placement: ImagePlacement = "first"
+    max_connections: int = 32
+    judge_max_connections: int = 16
+
+    def decoding(self, base: Decoding) -> Decoding:
+        """A model call's decoding with `--temperature` applied."""
+        if self.temperature is None:
+            return base
+        return Decoding(base.max_tokens, self.temperature)
+
+
+@dataclass
+class CallCounts:
+    """Calls of one role: made now, taken from the store, failed."""
+
+    made: int = 0
+    cached: int = 0
+    failed: int = 0
+
+
+@dataclass
+class RunOutcome:
+    """Everything a run produced."""
+
+    dialogues: list[DialogueOutcome] = field(default_factory=list)
+    questions: list[QuestionOutcome] = field(default_factory=list)
+    counts: dict[Role, CallCounts] = field(
+        default_factory=lambda: {"model": CallCounts(), "judge": CallCounts()}
+    )
+
+
+def parse_output(kind: CallKind, text: str, options: Sequence[str] = ()) -> Any:
+    """The parsed value of an output as stored and scored."""
+    if kind == "mcq":
+        return parse_mcq(text, options)
+    if kind == "tf":
+        return parse_tf(text)
+    if kind == "judge":
+        verdict = parse_verdict(text)
+        return (
+            None
+            if verdict is None
+            else {"score": verdict.score, "explanation": verdict.explanation}
+        )
+    return None
+
+
+class Scheduler:
+    """Runs dialogues, questions and judge calls for one model and one judge."""
+
+    def __init__(
+        self,
+        *,
+        model: ChatModel,
+        judge: ChatModel,
+        store: Store,
+        captions: Mapping[int, str] | None,
+        settings: RunSettings,
+        on_call: Callable[[Role], None] | None = None,
+    ) -> None:
+        self._models: dict[Role, ChatModel] = {"model": model, "judge": judge}
+        self._limits: dict[Role, asyncio.Semaphore] = {
+            "model": asyncio.Semaphore(settings.max_connections),
+            "judge": asyncio.Semaphore(settings.judge_max_connections),
+        }
+        self._store = store
+        self._captions = captions
+        self._settings = settings
+        self._on_call = on_call
+        self._successes: dict[Role, int] = {"model": 0, "judge": 0}
+        self.outcome = RunOutcome()
+
+    async def run(self, dialogues: Sequence[Dialogue]) -> RunOutcome:
+        """Run every dialogue to the end (failed calls are recorded, not raised)."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                for dialogue in dialogues:
+                    group.create_task(self._dialogue(dialogue))
+        except* ProviderError as errors:
+            raise errors.exceptions[0] from None
+        return self.outcome
+
+    async def _call(
+        self, role: Role, item: str, request: ChatRequest, options: Sequence[str] = ()
+    ) -> tuple[str, Any] | str:
+        """(output, parsed) of a call, from the store or the model; the cause if it failed."""
+        model = self._models[role]
+        counts = self.outcome.counts[role]
+        key = request_key(model.name, item, request)
+        cached = self._store.get(key)
+        if cached is not None and cached.output is not None:
+            counts.cached += 1
+            self._notify(role)
+            return cached.output, parse_output(request.kind, cached.output, options)
+        async with self._limits[role]:
+            started = time.perf_counter()
+            try:
+                completion = await model.complete(request)
+            except CallFailed as failure:
+                if failure.unreachable and self._successes[role] == 0:
+                    raise ProviderError(f"{model.name}: {failure.cause}") from failure
+                completion, cause = None, failure.cause
+            latency = time.perf_counter() - started
+        if completion is None:
+            counts.failed += 1
+            self._store.put(
+                CallRecord(
+                    key,
+                    model.name,
+                    request.kind,
+                    item,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    latency,
+                    cause,
+                )
+            )
+            self._notify(role)
+            return cause
+        self._successes[role] += 1
+        counts.made += 1
+        parsed = parse_output(request.kind, completion.text, options)
+        self._store.put(
+            CallRecord(
+                key,
+                model.name,
+                request.kind,
+                item,
+                completion.text,
+                completion.finish_reason,
+                parsed,
+                completion.input_tokens,
+                completion.output_tokens,
+                latency,
+                None,
+            )
+        )
+        self._notify(role)
+        return completion.text, parsed
+
+    def _notify(self, role: Role) -> None:
+        if self._on_call is not None:
+            self._on_call(role)
+
+    async def _dialogue(self, dialogue: Dialogue) -> None:
+        decoding = self._settings.decoding(self._settings.turn)
+        replies: list[str] = []
+        for turn in range(len(dialogue.turns)):
+            request = ChatRequest(
+                turn_messages(dialogue, replies, self._settings.image_placement),
+                decoding.max_tokens,
+                decoding.temperature,
+                self._settings.seed,
+                kind="turn",
+            )
+            result = await self._call("model", f"{dialogue.id}/turn/{turn + 1}", request)
+            if isinstance(result, str):
+                error = f"R{turn + 1} failed: {result}"
+                self.outcome.dialogues.append(
+                    DialogueOutcome(dialogue, tuple(replies), None, None, error=error)
+                )
+                self.outcome.questions += [
+                    QuestionOutcome(question, dialogue, None, None, error=error)
+                    for question in dialogue.questions
+                ]
+                return
+            replies.append(result[0])
+        await asyncio.gather(
+            self._judge(dialogue, tuple(replies)),
+            *(self._question(dialogue, question, replies) for question in dialogue.questions),
+        )
+
+    async def _question(
+        self, dialogue: Dialogue, question: Question, replies: Sequence[str]
+    ) -> None:
+        decoding = self._settings.decoding(question_decoding(question))
+        request = ChatRequest(
+            question_messages(question, dialogue.turns, replies, dialogue.image_id),
+            decoding.max_tokens,
+            decoding.temperature,
+            self._settings.seed,
+            kind=question.kind,
+            option_count=len(question.options),
+        )
+        result = await self._call("model", question.id, request, question.options)
+        outcome = (
+            QuestionOutcome(question, dialogue, None, None, error=result)
+            if isinstance(result, str)
+            else QuestionOutcome(question, dialogue, result[0], result[1])
+        )
+        self.outcome.questions.append(outcome)
+
+    async def _judge(self, dialogue: Dialogue, replies: tuple[str, ...]) -> None:
+        caption = None
+        if dialogue.modality == "multimodal" and self._captions is not None:
+            caption = self._captions[dialogue.row_id]
+        rubric = rubric_for(dialogue.split, dialogue.modality, dialogue.intent)
+        decoding = self._settings.judge
+        request = ChatRequest(
+            judge_messages(rubric, dialogue.turns, replies, caption),
+            decoding.max_tokens,
+            decoding.temperature,
+            None,
+            kind="judge",
+            judged_replies=replies,
+            judged_split=dialogue.split,
+            judged_intent=dialogue.intent,
+        )
+        result = await self._call("judge", f"{dialogue.id}/judge/{rubric.key}", request)
+        if isinstance(result, str):
+            outcome = DialogueOutcome(dialogue, replies, None, None, judge_error=result)
+        else:
+            raw, parsed = result
+            verdict = Verdict(**parsed) if parsed is not None else None
+            outcome = DialogueOutcome(dialogue, replies, verdict, raw)
+        self.outcome.dialogues.append(outcome)

@@ -1,0 +1,155 @@
+"""The SQLite store: every finished call recorded once, keyed by a hash of its request."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mtmcs.errors import StoreError
+from mtmcs.models.base import ChatRequest
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    item TEXT NOT NULL,
+    output TEXT,
+    finish_reason TEXT,
+    parsed TEXT,
+    input_tokens INTEGER,
+    output_tokens INTEGER,
+    latency_s REAL,
+    error TEXT,
+    created_at REAL NOT NULL,
+    CHECK ((output IS NULL) <> (error IS NULL))
+);
+CREATE INDEX IF NOT EXISTS calls_item ON calls (model, item);
+"""
+
+
+def request_key(model: str, item: str, request: ChatRequest) -> str:
+    """Content hash of a call: model, item, messages (images by id) and decoding settings.
+
+    The item id (dialogue or question) is part of the key, so the safe and unsafe dialogue of
+    a pair stay independent samples even where their first turns are identical.
+    """
+    payload = {
+        "model": model,
+        "item": item,
+        "messages": [[m.role, m.text, m.image_id] for m in request.messages],
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "seed": request.seed,
+    }
+    encoded = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return hashlib.sha256(encoded).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """A finished call: either an output or an error, never both."""
+
+    key: str
+    model: str
+    kind: str
+    item: str
+    output: str | None
+    finish_reason: str | None
+    parsed: Any
+    input_tokens: int | None
+    output_tokens: int | None
+    latency_s: float
+    error: str | None
+
+
+class Store:
+    """Results of calls in one SQLite file (WAL, one writer: the engine's event loop)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as error:
+            raise StoreError(f"cannot open the result store {path}: {error}") from error
+
+    def get(self, key: str) -> CallRecord | None:
+        """The successful record of a call, or `None` (failed calls are retried)."""
+        row = self._db.execute(
+            "SELECT key, model, kind, item, output, finish_reason, parsed, input_tokens, "
+            "output_tokens, latency_s, error FROM calls WHERE key = ? AND error IS NULL",
+            (key,),
+        ).fetchone()
+        if row is None:
+            return None
+        (
+            key,
+            model,
+            kind,
+            item,
+            output,
+            finish_reason,
+            parsed,
+            tokens_in,
+            tokens_out,
+            latency,
+            error,
+        ) = row
+        return CallRecord(
+            key,
+            model,
+            kind,
+            item,
+            output,
+            finish_reason,
+            json.loads(parsed) if parsed is not None else None,
+            tokens_in,
+            tokens_out,
+            latency,
+            error,
+        )
+
+    def put(self, record: CallRecord) -> None:
+        """Record a finished call; a success replaces an earlier failure of the same call."""
+        parsed = json.dumps(record.parsed) if record.parsed is not None else None
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.key,
+                    record.model,
+                    record.kind,
+                    record.item,
+                    record.output,
+                    record.finish_reason,
+                    parsed,
+                    record.input_tokens,
+                    record.output_tokens,
+                    record.latency_s,
+                    record.error,
+                    time.time(),
+                ),
+            )
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot write to the result store {self.path}: {error}") from error
+
+    def counts(self) -> dict[str, int]:
+        """Number of successful and failed records."""
+        ok, failed = self._db.execute(
+            "SELECT COUNT(*) - COUNT(error), COUNT(error) FROM calls"
+        ).fetchone()
+        return {"ok": int(ok), "failed": int(failed)}
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()

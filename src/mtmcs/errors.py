@@ -1,0 +1,50 @@
+"""One error hierarchy; every message says what went wrong and what to do about it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class MtmcsError(Exception):
+    """Base of every error the `mtmcs` command reports as one clear line."""
+
+
+class ConfigError(MtmcsError):
+    """A bad option, a missing API key or an unknown model name."""
+
+
+class ProviderError(MtmcsError):
+    """A model provider cannot be used (unreachable server, rejected credentials)."""
+
+
+class StoreError(MtmcsError):
+    """The result store cannot be opened or written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One problem in a dataset, located by file, split, row id and field."""
+
+    source: str
+    split: str
+    row_id: int | str | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        row = f" row {self.row_id}" if self.row_id is not None else ""
+        where = f"{self.split}{row}" if self.split else row.strip()
+        field = f" field {self.field}" if self.field else ""
+        return f"{self.source}: {where}{field}: {self.message}"
+
+
+class DataError(MtmcsError):
+    """Invalid data; carries every problem found, not just the first."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        lines = "\n".join(str(problem) for problem in self.problems[:50])
+        more = f"\n… and {count - 50} more" if count > 50 else ""
+        super().__init__(f"{count} problem(s) in the data:\n{lines}{more}")

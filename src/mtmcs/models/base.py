@@ -1,0 +1,67 @@
+"""The chat-model interface every provider implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from mtmcs.protocol.messages import Message
+
+CallKind = Literal["turn", "mcq", "tf", "judge"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One call: messages plus decoding settings.
+
+    `kind` and `option_count` tell reference policies what is asked; `judged_replies`
+    carries the assistant replies under judgement for the heuristic judge. Providers that
+    talk to a real model send only `messages` and the decoding settings.
+    """
+
+    messages: tuple[Message, ...]
+    max_tokens: int
+    temperature: float | None = None
+    seed: int | None = None
+    kind: CallKind = "turn"
+    option_count: int = 0
+    judged_replies: tuple[str, ...] = ()
+    judged_split: str = ""
+    judged_intent: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What a model answered."""
+
+    text: str
+    finish_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+class CallFailed(Exception):
+    """A call that produced no answer (after the SDK's own retries).
+
+    `unreachable` marks connection failures: when no call of a model ever succeeded, the
+    engine stops the run instead of recording every call as failed.
+    """
+
+    def __init__(self, cause: str, *, unreachable: bool = False) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.unreachable = unreachable
+
+
+class ChatModel(Protocol):
+    """A model that answers chat requests."""
+
+    name: str
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """Answer one request or raise `CallFailed` (or `ProviderError` to stop the run)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,66 @@
+"""Images as providers send them: base64 of the original bytes, encoded once per run."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PIL import Image
+
+_MEDIA_TYPES = {
+    b"\x89PNG\r\n\x1a\n": "image/png",
+    b"\xff\xd8\xff": "image/jpeg",
+    b"GIF87a": "image/gif",
+    b"GIF89a": "image/gif",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedImage:
+    """An image ready to send: media type and base64 payload."""
+
+    media_type: str
+    data: str
+
+    @property
+    def data_url(self) -> str:
+        """The `data:` URL form used by OpenAI-compatible APIs."""
+        return f"data:{self.media_type};base64,{self.data}"
+
+
+def _media_type(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return next((kind for magic, kind in _MEDIA_TYPES.items() if data.startswith(magic)), None)
+
+
+class ImageEncoder:
+    """Turns image ids into `EncodedImage`s, each at most once per run.
+
+    PNG, JPEG, GIF and WebP bytes are sent as they are (no decode); other formats are
+    converted to PNG once.
+    """
+
+    def __init__(self, read: Callable[[str], bytes]) -> None:
+        self._read = read
+        self._cache: dict[str, EncodedImage] = {}
+        self.encoded = 0
+
+    def __call__(self, image_id: str) -> EncodedImage:
+        cached = self._cache.get(image_id)
+        if cached is None:
+            cached = self._cache[image_id] = self._encode(self._read(image_id))
+            self.encoded += 1
+        return cached
+
+    @staticmethod
+    def _encode(data: bytes) -> EncodedImage:
+        media_type = _media_type(data)
+        if media_type is None:
+            with Image.open(io.BytesIO(data)) as image:
+                buffer = io.BytesIO()
+                image.save(buffer, format="PNG")
+            data, media_type = buffer.getvalue(), "image/png"
+        return EncodedImage(media_type, base64.b64encode(data).decode("ascii"))

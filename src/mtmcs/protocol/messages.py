@@ -1,0 +1,55 @@
+"""Chat messages of a dialogue and the plain-text transcript used by questions and judge."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from mtmcs.protocol.types import Dialogue
+
+Role = Literal["system", "user", "assistant"]
+ImagePlacement = Literal["first", "newest"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat message; `image_id` attaches an image (placed before the text)."""
+
+    role: Role
+    text: str
+    image_id: str | None = None
+
+
+def turn_messages(
+    dialogue: Dialogue,
+    replies: Sequence[str],
+    placement: ImagePlacement = "first",
+) -> tuple[Message, ...]:
+    """Messages sent for the next turn: user turns so far with the model's own replies.
+
+    `replies` holds the assistant replies to the earlier turns; the next turn is turn
+    `len(replies)`. The image goes on the first user turn (`first`, the default) or on
+    the newest one (`newest`, as the authors' wrappers do).
+    """
+    turn = len(replies)
+    if turn >= len(dialogue.turns):
+        raise ValueError(f"{dialogue.id}: all {len(dialogue.turns)} turns are answered")
+    image_turn = 0 if placement == "first" else turn
+    messages: list[Message] = []
+    for index in range(turn + 1):
+        image = dialogue.image_id if index == image_turn else None
+        messages.append(Message("user", dialogue.turns[index], image))
+        if index < turn:
+            messages.append(Message("assistant", replies[index]))
+    return tuple(messages)
+
+
+def transcript_text(turns: Sequence[str], replies: Sequence[str]) -> str:
+    """The conversation as plain text: `User R1: …`, `Assistant A1: …`, … `Assistant A3: …`."""
+    lines: list[str] = []
+    for index, turn in enumerate(turns):
+        lines.append(f"User R{index + 1}: {turn}")
+        if index < len(replies):
+            lines.append(f"Assistant A{index + 1}: {replies[index]}")
+    return "\n\n".join(lines)
