@@ -62,7 +62,8 @@ class AnthropicChat:
         if system:
             arguments["system"] = system
         if request.temperature is not None:
-            arguments["temperature"] = request.temperature
+            # This SDK release has no `temperature` parameter; the API still takes it.
+            arguments["extra_body"] = {"temperature": request.temperature}
         try:
             response = await self._client.messages.create(**arguments)
         except anthropic.APIConnectionError as error:

@@ -15,10 +15,10 @@ _LEAD = r"(?:(?:so|thus|therefore),?\s+)?(?:the\s+)?(?:correct\s+|final\s+|best\
 _WORD = r"(?:answer|option|choice)"
 # A bare letter, any case: "C", "c", "C.", "(C)", "[C]".
 _BARE = re.compile(r"^[(\[]?([A-Za-z])[)\].:]?$")
-# "Answer: C", "The answer is (C).", "Option C" – letter uppercase, then end or punctuation.
-_STATED = re.compile(
-    rf"^{_LEAD}{_WORD}(?:\s+is)?\s*[:\-]?\s*[(\[]?([A-Z])[)\]]?(?:[.,:;)]|\s*$|\s+[-–—]?\s*\S)"
-)
+# "Answer: C", "The answer is (C).", "Option C": the words in any case, then the letter.
+_STATED = re.compile(rf"^{_LEAD}{_WORD}(?:\s+is)?\s*[:\-]?\s*[(\[]?([A-Za-z])[)\]]?(.*)$", re.I)
+# Two or more letters offered together: "A or C", "A, C", "B/C".
+_LETTER_LIST = re.compile(r"\b[A-Z]\s*(?:,|/|&|\bor\b|\band\b)\s*[(\[]?[A-Z]\b")
 # "C) option text", "C. option text", "(C) option text".
 _LEADING = re.compile(r"^[(\[]?([A-Z])(?:[)\]]|[.:]\s)\s*\S")
 _TF_BARE = re.compile(r"^(true|false)[.!]?$")
@@ -36,6 +36,15 @@ def _normalise(text: str) -> str:
     return re.sub(r"[^a-z0-9 ]", "", text.lower()).strip()
 
 
+def _stated_letter(letter: str, tail: str) -> str | None:
+    """The letter after "Answer:" when it stands alone ("The answer is a bit…" is not A)."""
+    if not tail or tail[0] in ".,:;)":
+        return letter.upper()
+    if letter.isupper() and tail[0].isspace():
+        return letter
+    return None
+
+
 def parse_mcq(text: str, options: Sequence[str]) -> str | None:
     """The option letter a reply states, or `None` when unparseable.
 
@@ -46,10 +55,14 @@ def parse_mcq(text: str, options: Sequence[str]) -> str | None:
     cleaned = _clean(text)
     if not cleaned:
         return None
+    if _LETTER_LIST.search(cleaned):
+        return None
     letter: str | None = None
     if match := _BARE.match(cleaned):
         letter = match.group(1).upper()
-    elif (match := _STATED.match(cleaned)) or (match := _LEADING.match(cleaned)):
+    elif match := _STATED.match(cleaned):
+        letter = _stated_letter(match.group(1), match.group(2))
+    elif match := _LEADING.match(cleaned):
         letter = match.group(1)
     else:
         wanted = _normalise(cleaned)
