@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakeserver import FakeServer, RecordedRequest, Reply
 
+from fakeserver import FakeServer, RecordedRequest, Reply
 from mtmcs.data.captions import load_captions
 from mtmcs.data.loaders import SAMPLE_DIR, load_benchmark
 from mtmcs.engine.run import RunConfig, run_benchmark
