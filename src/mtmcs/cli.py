@@ -29,7 +29,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect and validate a dataset.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-console = Console()
+console = Console() if sys.stdout.isatty() else Console(width=120)
 errors = Console(stderr=True)
 state = {"debug": False}
 
@@ -70,25 +70,24 @@ def _default_out(model: str) -> Path:
 
 
 def _format(stat: Mapping[str, Any], percent: bool) -> str:
+    """A figure, its 95% interval below it, then how many items were unparsed or failed."""
     value = stat["value"]
     if value is None:
         return "–"
-    text = f"{100 * value:.1f}" if percent else f"{value:.2f}"
+    scale, digits = (100, 1) if percent else (1, 2)
     lo, hi = stat["ci95"]
-    interval = f" [{100 * lo:.1f}–{100 * hi:.1f}]" if percent else f" [{lo:.2f}–{hi:.2f}]"
-    notes = []
+    lines = [f"{scale * value:.{digits}f}", f"[{scale * lo:.{digits}f}–{scale * hi:.{digits}f}]"]
     if stat["unparseable"]:
-        notes.append(f"{stat['unparseable']} unparsed")
+        lines.append(f"{stat['unparseable']} unparsed")
     if stat.get("errors"):
-        notes.append(f"{stat['errors']} failed")
-    suffix = f" ({', '.join(notes)})" if notes else ""
-    return f"{text}{interval}{suffix}"
+        lines.append(f"{stat['errors']} failed")
+    return "\n".join(lines)
 
 
 def metrics_table(summary: Mapping[str, Any]) -> Table:
     """The summary's figures, one line per split × modality."""
     meta = summary["metadata"]
-    table = Table(title=f"{meta['model']} — judge {meta['judge']} ({meta['judge_kind']})")
+    table = Table(title=f"model {meta['model']}; judge {meta['judge']} ({meta['judge_kind']})")
     for header in (
         "split",
         "modality",
@@ -98,7 +97,7 @@ def metrics_table(summary: Mapping[str, Any]) -> Table:
         "safety-awareness",
         "helpfulness",
     ):
-        table.add_column(header)
+        table.add_column(header, overflow="fold")
     for split in meta["splits"]:
         for modality in meta["modalities"]:
             cell = summary[split][modality]
@@ -142,7 +141,11 @@ def run(
     max_connections: Annotated[int, typer.Option(min=1)] = 32,
     judge_max_connections: Annotated[int, typer.Option(min=1)] = 16,
     temperature: Annotated[
-        float | None, typer.Option(help="Override the authors' temperature (0.1) for model calls.")
+        str | None,
+        typer.Option(
+            help="Temperature of model calls (default: the authors' 0.1); 'none' sends none, "
+            "for models that refuse one (e.g. OpenAI reasoning models)."
+        ),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed sent to the model.")] = None,
     image_placement: Annotated[
@@ -156,6 +159,13 @@ def run(
     if image_placement not in ("first", "newest"):
         raise typer.BadParameter("expected first or newest", param_hint="--image-placement")
     placement: ImagePlacement = "first" if image_placement == "first" else "newest"
+    omit_temperature = temperature is not None and temperature.lower() == "none"
+    try:
+        chosen_temperature = None if temperature is None or omit_temperature else float(temperature)
+    except ValueError:
+        raise typer.BadParameter(
+            "expected a number or 'none'", param_hint="--temperature"
+        ) from None
     config = RunConfig(
         model=model,
         judge=judge,
@@ -171,7 +181,8 @@ def run(
         max_retries=max_retries,
         timeout=timeout,
         settings=RunSettings(
-            temperature=temperature,
+            temperature=chosen_temperature,
+            omit_temperature=omit_temperature,
             seed=seed,
             image_placement=placement,
             max_connections=max_connections,
@@ -184,6 +195,7 @@ def run(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=errors,
+        disable=not errors.is_terminal,
     )
     tasks: dict[Role, Any] = {}
 
@@ -195,13 +207,15 @@ def run(
         result = run_benchmark(config, on_start, lambda role: progress.advance(tasks[role]))
     console.print(metrics_table(result.summary))
     calls = result.summary["metadata"]["calls"]
+    model_calls, judge_calls = calls["model"], calls["judge"]
     console.print(
-        f"calls: model {calls['model']['made']} made, {calls['model']['cached']} from the store, "
-        f"{calls['model']['failed']} failed; judge {calls['judge']['made']} made, "
-        f"{calls['judge']['cached']} from the store, {calls['judge']['failed']} failed; "
-        f"wall {result.summary['metadata']['wall_s']:.1f} s"
+        f"calls: model {model_calls['made']} made, {model_calls['cached']} from the store, "
+        f"{model_calls['failed']} failed; judge {judge_calls['made']} made, "
+        f"{judge_calls['cached']} from the store, {judge_calls['failed']} failed; "
+        f"wall {result.summary['metadata']['wall_s']:.1f} s",
+        soft_wrap=True,
     )
-    console.print(f"summary: {config.out / 'summary.json'}")
+    console.print(f"summary: {config.out / 'summary.json'}", soft_wrap=True)
     if not result.complete:
         errors.print(
             "[yellow]incomplete run:[/] some calls failed (excluded from the metrics); "

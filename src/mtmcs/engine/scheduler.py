@@ -39,6 +39,7 @@ class RunSettings:
 
     turn: Decoding = TURN_DECODING
     temperature: float | None = None
+    omit_temperature: bool = False
     seed: int | None = None
     judge: Decoding = JUDGE_DECODING
     image_placement: ImagePlacement = "first"
@@ -46,7 +47,9 @@ class RunSettings:
     judge_max_connections: int = 16
 
     def decoding(self, base: Decoding) -> Decoding:
-        """A model call's decoding with `--temperature` applied."""
+        """A model call's decoding with `--temperature` applied (or left to the provider)."""
+        if self.omit_temperature:
+            return Decoding(base.max_tokens, None)
         if self.temperature is None:
             return base
         return Decoding(base.max_tokens, self.temperature)
