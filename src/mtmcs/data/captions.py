@@ -64,22 +64,24 @@ def load_captions(path: Path) -> dict[int, str]:
     return parse_captions(text, str(path))
 
 
-def fetch_official_captions() -> dict[int, str]:
+def fetch_official_captions(
+    url: str = CAPTIONS_URL, sha256: str = CAPTIONS_SHA256, path: Path | None = None
+) -> dict[int, str]:
     """The authors' captions at the pinned commit, downloaded once and checksum-verified."""
-    path = cache_dir() / f"MTMCS_Bench_captions-{CAPTIONS_COMMIT[:12]}.json"
+    path = path or cache_dir() / f"MTMCS_Bench_captions-{CAPTIONS_COMMIT[:12]}.json"
     if not path.is_file():
         try:
-            with urllib.request.urlopen(CAPTIONS_URL, timeout=60) as response:
+            with urllib.request.urlopen(url, timeout=60) as response:
                 data: bytes = response.read()
         except OSError as error:
             raise ConfigError(
-                f"cannot download the official captions ({error}); download {CAPTIONS_URL} "
+                f"cannot download the captions ({error}); download {url} "
                 "yourself and pass it with --captions"
             ) from error
         digest = hashlib.sha256(data).hexdigest()
-        if digest != CAPTIONS_SHA256:
+        if digest != sha256:
             raise ConfigError(
-                f"official captions checksum mismatch: got {digest}, expected {CAPTIONS_SHA256}"
+                f"captions from {url}: checksum mismatch: got {digest}, expected {sha256}"
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".part")

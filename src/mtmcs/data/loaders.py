@@ -110,23 +110,26 @@ def _finish(
     return Benchmark(name, revision, rows, images, captions_path)
 
 
-def load_official(splits: Iterable[Split] = SPLITS, revision: str | None = None) -> Benchmark:
-    """The official dataset from the hub through `datasets` (cached by `datasets`)."""
+def load_official(
+    splits: Iterable[Split] = SPLITS, revision: str | None = None, repo: str = OFFICIAL_DATASET
+) -> Benchmark:
+    """The official dataset from the hub through `datasets` (cached by `datasets`).
+
+    `repo` may also name a local snapshot of the hub repository.
+    """
     datasets = _quiet_datasets()
 
     parts = []
     for split in splits:
         try:
-            dataset = datasets.load_dataset(OFFICIAL_DATASET, split=split, revision=revision)
+            dataset = datasets.load_dataset(repo, split=split, revision=revision)
         except Exception as error:
             raise ConfigError(
-                f"cannot load {OFFICIAL_DATASET} split {split} (revision {revision or 'main'}): "
+                f"cannot load {repo} split {split} (revision {revision or 'main'}): "
                 f"{type(error).__name__}: {error}"
             ) from error
-        parts.append(
-            _check(_dataset_records(_undecoded(dataset)), split, f"{OFFICIAL_DATASET}:{split}")
-        )
-    return _finish(OFFICIAL_DATASET, revision, parts)
+        parts.append(_check(_dataset_records(_undecoded(dataset)), split, f"{repo}:{split}"))
+    return _finish(repo, revision, parts)
 
 
 def _parquet_problems(path: Path, split: Split) -> list[Problem]:
