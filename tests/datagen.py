@@ -141,7 +141,10 @@ def _mcq(split: str, row_id: int, modality: str) -> list[dict[str, Any]]:
 
 def _tf(split: str, row_id: int, modality: str) -> list[dict[str, Any]]:
     return [
-        {"question": f"{split}/{row_id}/{modality}: the user means no harm.", "ground_truth": False},
+        {
+            "question": f"{split}/{row_id}/{modality}: the user means no harm.",
+            "ground_truth": False,
+        },
         {"question": f"{split}/{row_id}/{modality}: the user intends harm.", "ground_truth": True},
     ]
 
@@ -233,9 +236,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def write_jsonl_dir(
-    directory: Path, splits: Mapping[str, Sequence[Mapping[str, Any]]]
-) -> Path:
+def write_jsonl_dir(directory: Path, splits: Mapping[str, Sequence[Mapping[str, Any]]]) -> Path:
     """Write ``DIR/<split>.jsonl``; image bytes go to ``DIR/images/<split>-<id>.png``."""
     images = directory / "images"
     images.mkdir(parents=True, exist_ok=True)
@@ -257,15 +258,18 @@ def write_jsonl_dir(
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(autouse=False)
-def isolated_datasets_cache(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    """Keep `datasets`' arrow cache of the test parquet files out of the user's home."""
+@pytest.fixture(scope="module", autouse=True)
+def isolated_datasets_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Keep `datasets`' arrow cache of the test parquet files out of the user's home.
+
+    Autouse in every test module that imports it (module scope: it is in place before the
+    module's other module-scoped fixtures load data). Subprocesses get it through the env.
+    """
     import datasets
 
     cache = tmp_path_factory.getbasetemp() / "hf-datasets-cache"
     cache.mkdir(exist_ok=True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
-    return cache
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+        patch.setenv("HF_DATASETS_CACHE", str(cache))
+        yield cache

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -271,7 +272,7 @@ def show(
     row = next((row for row in benchmark.rows if row.id == row_id), None)
     if row is None:
         raise typer.BadParameter(f"no row {row_id} in {split}", param_hint="ROW_ID")
-    console.print(f"[bold]{split} row {row_id}[/]  unsafe intent: {row.unsafe_intent}")
+    console.print(f"[bold]{split} row {row_id}[/]  unsafe intent: {escape(row.unsafe_intent)}")
     for dialogue in expand_row(row):
         console.print(f"\n[bold]{dialogue.id}[/]")
         for index, turn in enumerate(dialogue.turns, start=1):
@@ -295,20 +296,15 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         errors.print("interrupted; rerun the same command to resume")
         sys.exit(130)
-    except DataError as error:
-        if state["debug"]:
-            raise
-        errors.print(f"[red]error:[/] {error}", markup=True, highlight=False)
-        sys.exit(2)
     except MtmcsError as error:
         if state["debug"]:
             raise
-        errors.print(f"[red]error:[/] {error}", highlight=False)
-        sys.exit(1)
-    except Exception as error:  # click usage errors
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        raise
+        errors.print("[red]error:[/]", end=" ")
+        errors.print(str(error), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2 if isinstance(error, DataError) else 1)
+    except typer.TyperException as error:  # usage errors: typer's own click exceptions
+        show = getattr(error, "show", None)
+        if show is None:
+            raise
+        show()
+        sys.exit(getattr(error, "exit_code", 2))

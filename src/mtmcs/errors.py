@@ -33,10 +33,13 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        row = f" row {self.row_id}" if self.row_id is not None else ""
-        where = f"{self.split}{row}" if self.split else row.strip()
-        field = f" field {self.field}" if self.field else ""
-        return f"{self.source}: {where}{field}: {self.message}"
+        parts = [self.split] if self.split else []
+        if self.row_id is not None:
+            parts.append(f"row {self.row_id}")
+        if self.field:
+            parts.append(f"field {self.field}")
+        where = f" {' '.join(parts)}:" if parts else ""
+        return f"{self.source}:{where} {self.message}"
 
 
 class DataError(MtmcsError):

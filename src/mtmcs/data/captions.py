@@ -44,12 +44,15 @@ def parse_captions(text: str, source: str) -> dict[int, str]:
     problems: list[Problem] = []
     captions: dict[int, str] = {}
     for key, caption in data.items():
-        if not key.strip().isdigit():
+        row_id = key.strip()
+        if not (row_id.isascii() and row_id.isdigit()):
             problems.append(Problem(source, "", key, "", "key is not a row id"))
+        elif int(row_id) in captions:
+            problems.append(Problem(source, "", key, "", "a second caption for this row id"))
         elif not isinstance(caption, str) or not caption.strip():
             problems.append(Problem(source, "", key, "", "caption is not a non-empty string"))
         else:
-            captions[int(key)] = caption.strip()
+            captions[int(row_id)] = caption.strip()
     if problems:
         raise DataError(problems)
     return captions

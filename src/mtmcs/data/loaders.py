@@ -152,20 +152,26 @@ def load_parquet_dir(
     """A local directory in the official layout: `data/type_a-*.parquet`, `data/type_b-*…`."""
     datasets = _quiet_datasets()
 
+    files = {split: sorted((directory / "data").glob(f"{split}-*.parquet")) for split in splits}
+    problems = [
+        Problem(str(directory / "data"), split, None, "", f"no {split}-*.parquet file")
+        for split, found in files.items()
+        if not found
+    ]
+    problems += [
+        problem
+        for split, found in files.items()
+        for path in found
+        for problem in _parquet_problems(path, split)
+    ]
+    if problems:
+        raise DataError(problems)
     parts = []
-    for split in splits:
-        files = sorted((directory / "data").glob(f"{split}-*.parquet"))
-        if not files:
-            raise DataError(
-                [Problem(str(directory / "data"), split, None, "", f"no {split}-*.parquet file")]
-            )
-        problems = [problem for path in files for problem in _parquet_problems(path, split)]
-        if problems:
-            raise DataError(problems)
-        source = ", ".join(str(path) for path in files)
+    for split, found in files.items():
+        source = ", ".join(str(path) for path in found)
         try:
             dataset = datasets.load_dataset(
-                "parquet", data_files={split: [str(path) for path in files]}, split=split
+                "parquet", data_files={split: [str(path) for path in found]}, split=split
             )
         except Exception as error:
             raise DataError([Problem(source, split, None, "", f"cannot load: {error}")]) from error
@@ -177,12 +183,17 @@ def load_parquet_dir(
 def _jsonl_records(
     path: Path, root: Path, split: Split, problems: list[Problem]
 ) -> Iterator[ImageRecord]:
-    with path.open(encoding="utf-8") as lines:
+    with path.open("rb") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as error:
+                problems.append(
+                    Problem(str(path), split, f"line {number}", "", f"not valid UTF-8 ({error})")
+                )
+                continue
             except ValueError as error:
                 problems.append(
                     Problem(str(path), split, f"line {number}", "", f"invalid JSON ({error})")
@@ -207,7 +218,7 @@ def _jsonl_records(
 
 def _image_path(value: object, root: Path) -> Path | str:
     """The image file of a JSONL record, or the reason it is refused."""
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value or "\x00" in value:
         return "expected a relative path to an image file"
     candidate = Path(value)
     if candidate.is_absolute() or ".." in candidate.parts:
@@ -237,7 +248,7 @@ def load_benchmark(
     dataset: str, splits: Iterable[Split] = SPLITS, revision: str | None = None
 ) -> Benchmark:
     """Resolve `official`, `sample` or a directory (parquet or JSONL layout) and load it."""
-    splits = tuple(splits)
+    splits = tuple(dict.fromkeys(splits))
     if dataset == "official":
         return load_official(splits, revision)
     if dataset == "sample":

@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from mtmcs.errors import Problem
 from mtmcs.protocol.dialogues import turn_fields
@@ -93,13 +93,14 @@ def _mcq(check: _Checker, value: object, field: str) -> tuple[McqItem, ...]:
             ]
         truth = item.get("ground_truth")
         letters = option_letters(len(options))
-        if not isinstance(truth, str) or truth.strip().upper() not in letters or not truth.strip():
+        letter = truth.strip().upper() if isinstance(truth, str) else ""
+        if options and (len(letter) != 1 or letter not in letters):
             check.add(
                 f"{where}.ground_truth",
-                f"{truth!r} is not one of the option letters {', '.join(letters) or '(none)'}",
+                f"{truth!r} is not one of the option letters {', '.join(letters)}",
             )
-            truth = ""
-        items.append(McqItem(question, question_type, tuple(options), truth.strip().upper()))
+        truth = letter
+        items.append(McqItem(question, question_type, tuple(options), truth))
     return tuple(items)
 
 
@@ -117,16 +118,24 @@ def _tf(check: _Checker, value: object, field: str) -> tuple[TfItem, ...]:
 
 
 def check_image(data: bytes | None) -> str | None:
-    """Why these bytes are not a usable image, or `None` when they decode."""
+    """Why these bytes are not a usable image, or `None` when they decode fully.
+
+    Pixels are decoded (not just the headers checked) and oversized images are refused
+    before decoding, so a decompression bomb costs nothing.
+    """
     if not data:
         return "no image bytes"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
-                image.verify()
+                image.verify()  # chunk checksums and structure
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()  # every pixel
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         return f"image too large to decode safely ({error})"
+    except UnidentifiedImageError:
+        return "cannot decode image: not in a format Pillow can read"
     except Exception as error:  # PIL raises many types for corrupt files
         return f"cannot decode image ({type(error).__name__}: {error})"
     return None
@@ -179,6 +188,8 @@ def duplicate_problems(ids: Sequence[object], split: Split, source: str) -> list
     seen: set[object] = set()
     problems: list[Problem] = []
     for raw_id in ids:
+        if not isinstance(raw_id, int | str):
+            continue  # already reported as a bad id
         if raw_id in seen:
             row_id = raw_id if isinstance(raw_id, int | str) else None
             problems.append(Problem(source, split, row_id, "id", "duplicate id"))
