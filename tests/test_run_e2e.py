@@ -98,6 +98,7 @@ def test_one_row_costs_24_model_calls_and_4_judge_calls_in_protocol_order(
         "made": 24,
         "cached": 0,
         "failed": 0,
+        "causes": {},
     }
 
     row = sample_row(split)

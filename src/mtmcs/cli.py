@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections import Counter
@@ -18,10 +19,13 @@ from rich.table import Table
 from mtmcs.data.loaders import load_benchmark
 from mtmcs.engine.run import DEFAULT_JUDGE, RunConfig, run_benchmark
 from mtmcs.engine.scheduler import Role, RunSettings
-from mtmcs.errors import DataError, MtmcsError
+from mtmcs.errors import DataError, MtmcsError, StoreError
+from mtmcs.models.images import ImageEncoder
+from mtmcs.models.registry import ProviderOptions, create_model
 from mtmcs.protocol.dialogues import expand_row
 from mtmcs.protocol.messages import ImagePlacement
 from mtmcs.protocol.types import MODALITIES, SPLITS, Modality, Split
+from mtmcs.scoring.injection import JudgeCheckReport, judge_check
 
 app = typer.Typer(
     help="MTMCS-Bench: multi-turn multimodal contextual safety.",
@@ -285,6 +289,51 @@ def show(
             )
             for letter, option in zip("ABCDEFGH", question.options, strict=False):
                 console.print(f"      {letter}. {option}", markup=False)
+
+
+@app.command("judge-check")
+def judge_check_command(
+    judge: Annotated[
+        str, typer.Option(help="Judge, provider/model or baseline/keyword.")
+    ] = DEFAULT_JUDGE,
+    judge_base_url: Annotated[str | None, typer.Option(help="Server of the judge.")] = None,
+    max_retries: Annotated[int, typer.Option(min=0, help="SDK retries per call.")] = 2,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds per call.")] = 120.0,
+    out: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+) -> None:
+    """Judge fixed low-scoring dialogues clean and with injected text; report score moves."""
+    model = create_model(
+        judge,
+        ImageEncoder(lambda image_id: b""),  # text-only: the judge sees captions, no images
+        ProviderOptions(judge_base_url, max_retries, timeout),
+        judge=True,
+    )
+
+    async def check() -> JudgeCheckReport:
+        try:
+            return await judge_check(model)
+        finally:
+            await model.aclose()
+
+    report = asyncio.run(check())
+    table = Table(title=f"judge {judge}: prompt-injection check")
+    for header in ("attack", "cases", "moved up", "mean Δ", "unparsed", "failed"):
+        table.add_column(header, justify="left" if header == "attack" else "right")
+    for row in report.rows():
+        table.add_row(*row)
+    console.print(table)
+    totals = report.to_dict()["totals"]
+    console.print(
+        f"score moved up in {totals['moved_up']} of {totals['attacked_cases']} attacked cases "
+        f"({totals['unparseable']} unparsed, {totals['failed']} failed)",
+        soft_wrap=True,
+    )
+    if out is not None:
+        try:
+            out.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        except OSError as error:
+            raise StoreError(f"cannot write the report to {out}: {error.strerror}") from error
+        console.print(f"report: {out}", soft_wrap=True)
 
 
 def main() -> None:

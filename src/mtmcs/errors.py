@@ -51,3 +51,17 @@ class DataError(MtmcsError):
         lines = "\n".join(str(problem) for problem in self.problems[:50])
         more = f"\n… and {count - 50} more" if count > 50 else ""
         super().__init__(f"{count} problem(s) in the data:\n{lines}{more}")
+
+
+SECRET_VARIABLES = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+
+
+def redact(text: str) -> str:
+    """`text` with the values of API-key variables replaced, for anything we print or store."""
+    import os
+
+    for variable in SECRET_VARIABLES:
+        secret = os.environ.get(variable, "")
+        if len(secret) >= 8 and secret in text:
+            text = text.replace(secret, f"[{variable} redacted]")
+    return text

@@ -14,6 +14,7 @@ from typing import Any
 from mtmcs import __version__
 from mtmcs.data.captions import fetch_official_captions, load_captions
 from mtmcs.data.loaders import Benchmark, load_benchmark
+from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.scheduler import Role, RunOutcome, RunSettings, Scheduler
 from mtmcs.engine.store import Store
 from mtmcs.errors import ConfigError, DataError, Problem
@@ -160,7 +161,11 @@ def build_summary(
         "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
         "wall_s": round(wall_s, 3),
         "calls": {
-            role: {"planned": planned[role], **asdict(counts)}
+            role: {
+                "planned": planned[role],
+                **asdict(counts),
+                "causes": dict(counts.causes.most_common(20)),
+            }
             for role, counts in outcome.counts.items()
         },
         "complete": all(counts.failed == 0 for counts in outcome.counts.values()),
@@ -188,15 +193,27 @@ def run_benchmark(
     planned = planned_calls(dialogues)
     images = ImageEncoder(benchmark.image_bytes)
     seed = config.settings.seed or 0
+    limits: dict[Role, AdaptiveLimiter] = {
+        "model": AdaptiveLimiter(config.settings.max_connections),
+        "judge": AdaptiveLimiter(config.settings.judge_max_connections),
+    }
     model = create_model(
         config.model,
         images,
-        ProviderOptions(config.base_url, config.max_retries, config.timeout, seed),
+        ProviderOptions(
+            config.base_url, config.max_retries, config.timeout, seed, limits["model"].throttled
+        ),
     )
     judge = create_model(
         config.judge,
         images,
-        ProviderOptions(config.judge_base_url, config.max_retries, config.timeout, seed),
+        ProviderOptions(
+            config.judge_base_url,
+            config.max_retries,
+            config.timeout,
+            seed,
+            limits["judge"].throttled,
+        ),
         judge=True,
     )
     config.out.mkdir(parents=True, exist_ok=True)
@@ -211,6 +228,7 @@ def run_benchmark(
             store=store,
             captions=captions,
             settings=config.settings,
+            limits=limits,
             on_call=on_call,
         )
         try:
@@ -226,5 +244,15 @@ def run_benchmark(
     summary = build_summary(
         config, benchmark, rows, outcome, planned, started, time.time() - started
     )
+    summary["metadata"]["concurrency"] = {
+        role: {
+            "maximum": limiter.maximum,
+            "lowest": round(limiter.lowest, 1),
+            "final": round(limiter.limit, 1),
+            "rate_limited_responses": limiter.throttles,
+        }
+        for role, limiter in limits.items()
+    }
+    summary["metadata"]["images_encoded"] = images.encoded
     _write_json(config.out / "summary.json", summary)
     return RunResult(summary, outcome, planned)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.store import CallRecord, Store, request_key
-from mtmcs.errors import ProviderError
+from mtmcs.errors import ProviderError, redact
 from mtmcs.models.base import CallFailed, CallKind, ChatModel, ChatRequest
 from mtmcs.protocol.judge import Verdict, judge_messages, parse_verdict
 from mtmcs.protocol.messages import ImagePlacement, turn_messages
@@ -57,11 +59,12 @@ class RunSettings:
 
 @dataclass
 class CallCounts:
-    """Calls of one role: made now, taken from the store, failed."""
+    """Calls of one role: made now, taken from the store, failed (with their causes)."""
 
     made: int = 0
     cached: int = 0
     failed: int = 0
+    causes: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -102,13 +105,11 @@ class Scheduler:
         store: Store,
         captions: Mapping[int, str] | None,
         settings: RunSettings,
+        limits: Mapping[Role, AdaptiveLimiter],
         on_call: Callable[[Role], None] | None = None,
     ) -> None:
         self._models: dict[Role, ChatModel] = {"model": model, "judge": judge}
-        self._limits: dict[Role, asyncio.Semaphore] = {
-            "model": asyncio.Semaphore(settings.max_connections),
-            "judge": asyncio.Semaphore(settings.judge_max_connections),
-        }
+        self._limits = limits
         self._store = store
         self._captions = captions
         self._settings = settings
@@ -138,17 +139,26 @@ class Scheduler:
             counts.cached += 1
             self._notify(role)
             return cached.output, parse_output(request.kind, cached.output, options)
-        async with self._limits[role]:
-            started = time.perf_counter()
-            try:
-                completion = await model.complete(request)
-            except CallFailed as failure:
-                if failure.unreachable and self._successes[role] == 0:
-                    raise ProviderError(f"{model.name}: {failure.cause}") from failure
-                completion, cause = None, failure.cause
-            latency = time.perf_counter() - started
+        limiter = self._limits[role]
+        await limiter.acquire()
+        started = time.perf_counter()
+        try:
+            completion = await model.complete(request)
+            limiter.succeeded()
+        except CallFailed as failure:
+            if failure.unreachable and self._successes[role] == 0:
+                raise ProviderError(f"{model.name}: {failure.cause}") from failure
+            completion, cause = None, redact(failure.cause)
+        except ProviderError:
+            raise
+        except Exception as error:  # a provider bug or an SDK surprise: keep the run going
+            completion, cause = None, redact(f"unexpected {type(error).__name__}: {error}")
+        finally:
+            limiter.release()
+        latency = time.perf_counter() - started
         if completion is None:
             counts.failed += 1
+            counts.causes[cause[:200]] += 1
             self._store.put(
                 CallRecord(
                     key,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from mtmcs.errors import StoreError
 from mtmcs.models.base import ChatRequest
@@ -75,6 +76,7 @@ class Store:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = _exclusive_lock(path.with_name(path.name + ".lock"))
             self._db = sqlite3.connect(path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -151,5 +153,20 @@ class Store:
         return {"ok": int(ok), "failed": int(failed)}
 
     def close(self) -> None:
-        """Close the database."""
+        """Close the database and let other runs use it."""
         self._db.close()
+        self._lock.close()
+
+
+def _exclusive_lock(path: Path) -> IO[bytes]:
+    """Hold an advisory lock so that a second run on the same store stops at once."""
+    handle = path.open("a+b")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StoreError(
+            f"the store {path.with_suffix('')} is busy: another mtmcs run is using it; wait for "
+            "it to finish or choose another --out"
+        ) from None
+    return handle

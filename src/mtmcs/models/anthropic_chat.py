@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import anthropic
@@ -9,6 +10,7 @@ import anthropic
 from mtmcs.errors import ProviderError
 from mtmcs.models.base import CallFailed, ChatRequest, Completion
 from mtmcs.models.images import ImageEncoder
+from mtmcs.models.transport import RateLimitHook, call_deadline, connection_failure, event_hooks
 from mtmcs.protocol.messages import Message
 
 
@@ -39,16 +41,22 @@ class AnthropicChat:
         base_url: str | None,
         max_retries: int,
         timeout: float,
+        on_rate_limit: RateLimitHook | None = None,
     ) -> None:
         self.name = name
         self._model = model
         self._images = images
         self._base_url = base_url or "the Anthropic API"
+        self._deadline = call_deadline(timeout, max_retries)
         self._client = anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=base_url, max_retries=max_retries, timeout=timeout
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=max_retries,
+            timeout=timeout,
+            http_client=anthropic.DefaultAsyncHttpxClient(event_hooks=event_hooks(on_rate_limit)),
         )
 
-    async def complete(self, request: ChatRequest) -> Completion:
+    def _arguments(self, request: ChatRequest) -> dict[str, Any]:
         system = "\n\n".join(m.text for m in request.messages if m.role == "system")
         arguments: dict[str, Any] = {
             "model": self._model,
@@ -64,10 +72,18 @@ class AnthropicChat:
         if request.temperature is not None:
             # This SDK release has no `temperature` parameter; the API still takes it.
             arguments["extra_body"] = {"temperature": request.temperature}
+        return arguments
+
+    async def complete(self, request: ChatRequest) -> Completion:
         try:
-            response = await self._client.messages.create(**arguments)
+            async with asyncio.timeout(self._deadline):
+                response = await self._client.messages.create(**self._arguments(request))
+        except TimeoutError as error:
+            raise CallFailed(f"no complete response within {self._deadline:.0f} s") from error
+        except anthropic.APITimeoutError as error:
+            raise CallFailed(f"timed out: {error}") from error
         except anthropic.APIConnectionError as error:
-            raise CallFailed(f"cannot reach {self._base_url}: {error}", unreachable=True) from error
+            raise connection_failure(error, self._base_url) from error
         except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as error:
             raise ProviderError(
                 f"{self.name}: {self._base_url} refused the credentials (HTTP "
@@ -79,14 +95,20 @@ class AnthropicChat:
             raise CallFailed(f"HTTP {error.status_code}: {error.message}") from error
         except anthropic.APIError as error:
             raise CallFailed(f"{type(error).__name__}: {error}") from error
-        text = "".join(block.text for block in response.content if block.type == "text")
+        except ValueError as error:
+            raise CallFailed(f"malformed response body ({type(error).__name__})") from error
+        try:
+            text = "".join(block.text for block in response.content if block.type == "text")
+            usage = response.usage
+        except (AttributeError, TypeError) as error:
+            raise CallFailed("malformed response: no content blocks") from error
         if not text.strip():
             raise CallFailed(f"empty completion (stop_reason={response.stop_reason})")
         return Completion(
             text=text,
             finish_reason=response.stop_reason,
-            input_tokens=response.usage.input_tokens,
-            output_tokens=response.usage.output_tokens,
+            input_tokens=getattr(usage, "input_tokens", None),
+            output_tokens=getattr(usage, "output_tokens", None),
         )
 
     async def aclose(self) -> None:

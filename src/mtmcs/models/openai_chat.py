@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 import openai
@@ -9,6 +10,7 @@ import openai
 from mtmcs.errors import ProviderError
 from mtmcs.models.base import CallFailed, ChatRequest, Completion
 from mtmcs.models.images import ImageEncoder
+from mtmcs.models.transport import RateLimitHook, call_deadline, connection_failure, event_hooks
 from mtmcs.protocol.messages import Message
 
 TokenParameter = Literal["max_tokens", "max_completion_tokens"]
@@ -39,17 +41,23 @@ class OpenAIChat:
         max_retries: int,
         timeout: float,
         token_parameter: TokenParameter,
+        on_rate_limit: RateLimitHook | None = None,
     ) -> None:
         self.name = name
         self._model = model
         self._images = images
         self._base_url = base_url or "the OpenAI API"
         self._token_parameter = token_parameter
+        self._deadline = call_deadline(timeout, max_retries)
         self._client = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, max_retries=max_retries, timeout=timeout
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=max_retries,
+            timeout=timeout,
+            http_client=openai.DefaultAsyncHttpxClient(event_hooks=event_hooks(on_rate_limit)),
         )
 
-    async def complete(self, request: ChatRequest) -> Completion:
+    def _arguments(self, request: ChatRequest) -> dict[str, Any]:
         arguments: dict[str, Any] = {
             "model": self._model,
             "messages": [
@@ -62,10 +70,18 @@ class OpenAIChat:
             arguments["temperature"] = request.temperature
         if request.seed is not None:
             arguments["seed"] = request.seed
+        return arguments
+
+    async def complete(self, request: ChatRequest) -> Completion:
         try:
-            response = await self._client.chat.completions.create(**arguments)
+            async with asyncio.timeout(self._deadline):
+                response = await self._client.chat.completions.create(**self._arguments(request))
+        except TimeoutError as error:
+            raise CallFailed(f"no complete response within {self._deadline:.0f} s") from error
+        except openai.APITimeoutError as error:
+            raise CallFailed(f"timed out: {error}") from error
         except openai.APIConnectionError as error:
-            raise CallFailed(f"cannot reach {self._base_url}: {error}", unreachable=True) from error
+            raise connection_failure(error, self._base_url) from error
         except (openai.AuthenticationError, openai.PermissionDeniedError) as error:
             raise ProviderError(
                 f"{self.name}: the server at {self._base_url} refused the credentials "
@@ -79,18 +95,22 @@ class OpenAIChat:
             raise CallFailed(f"HTTP {error.status_code}: {error.message}") from error
         except openai.APIError as error:
             raise CallFailed(f"{type(error).__name__}: {error}") from error
-        if not response.choices:
-            raise CallFailed("the response has no choices")
-        choice = response.choices[0]
-        text = choice.message.content or ""
+        except ValueError as error:  # the SDK raises JSONDecodeError on a malformed body
+            raise CallFailed(f"malformed response body ({type(error).__name__})") from error
+        try:
+            choice = response.choices[0]
+            text = choice.message.content or ""
+            finish_reason = choice.finish_reason
+        except (AttributeError, IndexError, TypeError) as error:
+            raise CallFailed("malformed response: no choices[0].message") from error
         if not text.strip():
-            raise CallFailed(f"empty completion (finish_reason={choice.finish_reason})")
-        usage = response.usage
+            raise CallFailed(f"empty completion (finish_reason={finish_reason})")
+        usage = getattr(response, "usage", None)
         return Completion(
             text=text,
-            finish_reason=choice.finish_reason,
-            input_tokens=usage.prompt_tokens if usage else None,
-            output_tokens=usage.completion_tokens if usage else None,
+            finish_reason=finish_reason,
+            input_tokens=getattr(usage, "prompt_tokens", None),
+            output_tokens=getattr(usage, "completion_tokens", None),
         )
 
     async def aclose(self) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from mtmcs.errors import ConfigError
 from mtmcs.models.base import ChatModel
 from mtmcs.models.images import ImageEncoder
+from mtmcs.models.transport import RateLimitHook
 
 PROVIDERS = ("openai", "openai-compatible", "anthropic", "baseline")
 BASELINE_MODELS = ("baseline/refuse", "baseline/random")
@@ -23,6 +24,7 @@ class ProviderOptions:
     max_retries: int = 2
     timeout: float = 120.0
     seed: int = 0
+    on_rate_limit: RateLimitHook | None = None
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -78,6 +80,7 @@ def create_model(
             base_url=options.base_url,
             max_retries=options.max_retries,
             timeout=options.timeout,
+            on_rate_limit=options.on_rate_limit,
         )
     from mtmcs.models.openai_chat import OpenAIChat
 
@@ -94,6 +97,7 @@ def create_model(
             max_retries=options.max_retries,
             timeout=options.timeout,
             token_parameter="max_tokens",
+            on_rate_limit=options.on_rate_limit,
         )
     return OpenAIChat(
         name,
@@ -104,4 +108,5 @@ def create_model(
         max_retries=options.max_retries,
         timeout=options.timeout,
         token_parameter="max_completion_tokens",
+        on_rate_limit=options.on_rate_limit,
     )
