@@ -30,6 +30,7 @@ import itertools
 import json
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -84,6 +85,10 @@ class Reply:
     # Usage overrides; default: whitespace-separated word counts of the prompt / text.
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # Transport faults: "reset" aborts the connection (TCP RST) instead of answering;
+    # "drip" sends the normal body one byte every `drip_interval` seconds.
+    fault: Literal["reset", "drip"] | None = None
+    drip_interval: float = 0.05
 
 
 Responder = Callable[[RecordedRequest], str | Reply | Awaitable[str | Reply]]
@@ -184,6 +189,33 @@ def _json_response(
         headers=headers,
         content_type="application/json",
     )
+
+
+def _reset(request: web.Request) -> web.Response:
+    """Abort the connection with a TCP RST (SO_LINGER 0), as a crashing proxy would."""
+    transport = request.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    return web.Response(status=500)
+
+
+async def _drip(
+    request: web.Request, payload: Any, reply: Reply, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Send a valid body one byte at a time, slowly, so that no single read times out."""
+    body = json.dumps(payload).encode()
+    response = web.StreamResponse(status=reply.status, headers=headers)
+    response.content_type = "application/json"
+    response.content_length = len(body)
+    await response.prepare(request)
+    for index in range(len(body)):
+        await response.write(body[index : index + 1])
+        await asyncio.sleep(reply.drip_interval)
+    await response.write_eof()
+    return response
 
 
 class FakeServer:
@@ -373,7 +405,7 @@ class FakeServer:
             return result
         raise TypeError(f"responder returned {type(result).__name__}, expected str or Reply")
 
-    async def _handle_api(self, request: web.Request, api: Api) -> web.Response:
+    async def _handle_api(self, request: web.Request, api: Api) -> web.StreamResponse:
         body, problem = await self._read_json(request)
         recorded = self._record(request, body, api)
         if problem is not None:
@@ -386,6 +418,8 @@ class FakeServer:
         delay = self.latency if reply.delay is None else reply.delay
         if delay > 0:
             await asyncio.sleep(delay)
+        if reply.fault == "reset":
+            return _reset(request)
         headers = dict(reply.headers)
         headers.setdefault("x-request-id", f"req_fake_{recorded.index}")
         if api == "anthropic":
@@ -398,12 +432,14 @@ class FakeServer:
             message = reply.error_message or web.Response(status=reply.status).reason
             return _json_response(_error_body(api, reply.status, message), reply.status, headers)
         build = _anthropic_message if api == "anthropic" else _openai_completion
+        if reply.fault == "drip":
+            return await _drip(request, build(recorded, reply, self.model), reply, headers)
         return _json_response(build(recorded, reply, self.model), reply.status, headers)
 
-    async def _handle_chat(self, request: web.Request) -> web.Response:
+    async def _handle_chat(self, request: web.Request) -> web.StreamResponse:
         return await self._handle_api(request, "openai")
 
-    async def _handle_messages(self, request: web.Request) -> web.Response:
+    async def _handle_messages(self, request: web.Request) -> web.StreamResponse:
         return await self._handle_api(request, "anthropic")
 
     async def _handle_models(self, request: web.Request) -> web.Response:

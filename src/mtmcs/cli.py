@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import traceback
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +20,7 @@ from rich.table import Table
 from mtmcs.data.loaders import load_benchmark
 from mtmcs.engine.run import DEFAULT_JUDGE, RunConfig, run_benchmark
 from mtmcs.engine.scheduler import Role, RunSettings
-from mtmcs.errors import DataError, MtmcsError, StoreError
+from mtmcs.errors import DataError, MtmcsError, StoreError, redact
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, create_model
 from mtmcs.protocol.dialogues import expand_row
@@ -336,8 +337,15 @@ def judge_check_command(
         console.print(f"report: {out}", soft_wrap=True)
 
 
+def _print_traceback() -> None:
+    sys.stderr.write(redact(traceback.format_exc()))
+
+
 def main() -> None:
-    """Entry point: run the app, turning our errors into one clear message and an exit code."""
+    """Entry point: run the app, turning our errors into one clear message and an exit code.
+
+    Tracebacks (with `--debug`, or for a bug) go through the same redaction of API keys.
+    """
     try:
         app(standalone_mode=False)
     except typer.Exit as exit_:
@@ -347,13 +355,18 @@ def main() -> None:
         sys.exit(130)
     except MtmcsError as error:
         if state["debug"]:
-            raise
-        errors.print("[red]error:[/]", end=" ")
-        errors.print(str(error), markup=False, highlight=False, soft_wrap=True)
+            _print_traceback()
+        else:
+            errors.print("[red]error:[/]", end=" ")
+            errors.print(redact(str(error)), markup=False, highlight=False, soft_wrap=True)
         sys.exit(2 if isinstance(error, DataError) else 1)
     except typer.TyperException as error:  # usage errors: typer's own click exceptions
         show = getattr(error, "show", None)
         if show is None:
-            raise
+            _print_traceback()
+            sys.exit(1)
         show()
         sys.exit(getattr(error, "exit_code", 2))
+    except Exception:
+        _print_traceback()
+        sys.exit(1)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.store import CallRecord, Store, request_key
 from mtmcs.errors import ProviderError, redact
-from mtmcs.models.base import CallFailed, CallKind, ChatModel, ChatRequest
+from mtmcs.models.base import CallFailed, ChatModel, ChatRequest
 from mtmcs.protocol.judge import Verdict, judge_messages, parse_verdict
 from mtmcs.protocol.messages import ImagePlacement, turn_messages
 from mtmcs.protocol.parsing import parse_mcq, parse_tf
@@ -78,14 +78,14 @@ class RunOutcome:
     )
 
 
-def parse_output(kind: CallKind, text: str, options: Sequence[str] = ()) -> Any:
+def parse_output(request: ChatRequest, text: str, options: Sequence[str] = ()) -> Any:
     """The parsed value of an output as stored and scored."""
-    if kind == "mcq":
+    if request.kind == "mcq":
         return parse_mcq(text, options)
-    if kind == "tf":
+    if request.kind == "tf":
         return parse_tf(text)
-    if kind == "judge":
-        verdict = parse_verdict(text)
+    if request.kind == "judge":
+        verdict = parse_verdict(text, "\n".join(request.judged_replies))
         return (
             None
             if verdict is None
@@ -138,7 +138,7 @@ class Scheduler:
         if cached is not None and cached.output is not None:
             counts.cached += 1
             self._notify(role)
-            return cached.output, parse_output(request.kind, cached.output, options)
+            return cached.output, parse_output(request, cached.output, options)
         limiter = self._limits[role]
         await limiter.acquire()
         started = time.perf_counter()
@@ -178,7 +178,7 @@ class Scheduler:
             return cause
         self._successes[role] += 1
         counts.made += 1
-        parsed = parse_output(request.kind, completion.text, options)
+        parsed = parse_output(request, completion.text, options)
         self._store.put(
             CallRecord(
                 key,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Literal
 
 import openai
@@ -10,7 +9,7 @@ import openai
 from mtmcs.errors import ProviderError
 from mtmcs.models.base import CallFailed, ChatRequest, Completion
 from mtmcs.models.images import ImageEncoder
-from mtmcs.models.transport import RateLimitHook, call_deadline, connection_failure, event_hooks
+from mtmcs.models.transport import RateLimitHook, client_options, connection_failure
 from mtmcs.protocol.messages import Message
 
 TokenParameter = Literal["max_tokens", "max_completion_tokens"]
@@ -48,13 +47,12 @@ class OpenAIChat:
         self._images = images
         self._base_url = base_url or "the OpenAI API"
         self._token_parameter = token_parameter
-        self._deadline = call_deadline(timeout, max_retries)
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
             max_retries=max_retries,
             timeout=timeout,
-            http_client=openai.DefaultAsyncHttpxClient(event_hooks=event_hooks(on_rate_limit)),
+            http_client=openai.DefaultAsyncHttpxClient(**client_options(timeout, on_rate_limit)),
         )
 
     def _arguments(self, request: ChatRequest) -> dict[str, Any]:
@@ -74,10 +72,7 @@ class OpenAIChat:
 
     async def complete(self, request: ChatRequest) -> Completion:
         try:
-            async with asyncio.timeout(self._deadline):
-                response = await self._client.chat.completions.create(**self._arguments(request))
-        except TimeoutError as error:
-            raise CallFailed(f"no complete response within {self._deadline:.0f} s") from error
+            response = await self._client.chat.completions.create(**self._arguments(request))
         except openai.APITimeoutError as error:
             raise CallFailed(f"timed out: {error}") from error
         except openai.APIConnectionError as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,16 +14,39 @@ from mtmcs.models.base import CallFailed
 RateLimitHook = Callable[[float | None], None]
 """Told about every 429 response (retried ones included), with the attempt's start time."""
 
-MAX_BACKOFF_S = 8.0  # the SDKs' longest back-off between attempts
+CONNECTION_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=1000)
 
 
-def call_deadline(timeout: float, max_retries: int) -> float:
-    """Wall-clock bound of one call with all its attempts and back-offs.
+class DeadlineTransport(httpx2.AsyncBaseTransport):
+    """Bounds each attempt's whole response, not just each read.
 
-    The SDKs' timeouts bound each read, not a whole response, so a server that drips bytes
-    would otherwise hold a call forever.
+    The SDKs' timeouts apply per read, so a server that drips bytes would hold a call for
+    ever. Past the deadline the attempt ends as a read timeout, which the SDK retries like any
+    other timeout.
     """
-    return (timeout + MAX_BACKOFF_S) * (max_retries + 1)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._inner = httpx2.AsyncHTTPTransport(limits=CONNECTION_LIMITS)
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            async with asyncio.timeout(self.seconds):
+                response = await self._inner.handle_async_request(request)
+                await response.aread()
+        except TimeoutError as error:
+            raise httpx2.ReadTimeout(
+                f"no complete response within {self.seconds:g} s", request=request
+            ) from error
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def client_options(timeout: float, on_rate_limit: RateLimitHook | None) -> dict[str, Any]:
+    """Keyword arguments for the SDKs' default httpx client: deadline and 429 hooks."""
+    return {"transport": DeadlineTransport(timeout), "event_hooks": event_hooks(on_rate_limit)}
 
 
 def event_hooks(

@@ -45,11 +45,20 @@ def turn_messages(
     return tuple(messages)
 
 
+def _labelled(label: str, text: str) -> str:
+    # Continuation lines are indented, so only real labels start a line: a reply cannot
+    # forge a `User R3:` turn of its own.
+    return f"{label}: " + "\n".join(text.splitlines() or [""]).replace("\n", "\n    ")
+
+
 def transcript_text(turns: Sequence[str], replies: Sequence[str]) -> str:
-    """The conversation as plain text: `User R1: …`, `Assistant A1: …`, … `Assistant A3: …`."""
+    """The conversation as plain text: `User R1: …`, `Assistant A1: …`, … `Assistant A3: …`.
+
+    Each turn starts on a new line with its label; its further lines are indented.
+    """
     lines: list[str] = []
     for index, turn in enumerate(turns):
-        lines.append(f"User R{index + 1}: {turn}")
+        lines.append(_labelled(f"User R{index + 1}", turn))
         if index < len(replies):
-            lines.append(f"Assistant A{index + 1}: {replies[index]}")
+            lines.append(_labelled(f"Assistant A{index + 1}", replies[index]))
     return "\n\n".join(lines)

@@ -441,12 +441,13 @@ async def judge_check(
     async def one(case: Case, attack: Attack | None) -> Judged:
         target = case if attack is None else attacked(case, attack)
         label = None if attack is None else attack.name
+        request = judge_request(target)
         async with limit:
             try:
-                completion = await judge.complete(judge_request(target))
+                completion = await judge.complete(request)
             except CallFailed as failure:
                 return Judged(case.name, label, None, None, failure.cause)
-        verdict = parse_verdict(completion.text)
+        verdict = parse_verdict(completion.text, "\n".join(request.judged_replies))
         return Judged(case.name, label, None if verdict is None else verdict.score, completion.text)
 
     plan: list[tuple[Case, Attack | None]] = [(case, None) for case in cases]

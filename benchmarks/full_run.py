@@ -1,0 +1,314 @@
+"""End-to-end performance of `mtmcs run` against a local fake OpenAI-compatible server.
+
+    python benchmarks/full_run.py [--latency 1.0] [--max-connections 256] [--rows 752]
+                                  [--data-dir DIR] [--out DIR] [--keep]
+                                  [--kill-at 0.5] [--py-spy FILE]
+
+Generates (or reuses) a synthetic dataset of the official schema (`benchmarks/synthetic.py`),
+starts `benchmarks/bench_server.py` (the fake server of `tests/fakeserver.py`, answering by
+request kind, with latency L) as a subprocess, runs the real `mtmcs run` command as a
+subprocess against it (model and judge on the same server, C connections each) and prints
+one line per figure:
+
+- calls made (model + judge, from OUT/summary.json) and requests the server received;
+- wall time of the client process, its start-up (until the first request reaches the server);
+- the ideal bound max(5·L, calls·L/C) and efficiency = ideal / wall;
+- client CPU (user + sys of the `mtmcs` process, from `os.wait4`) per call, and its peak RSS;
+- store size (store.sqlite + -wal);
+- the sequential estimate calls × (L + client CPU per call) and the speed-up against it;
+- images encoded, when summary.json reports it.
+
+`--kill-at F` also checks resumption: an uninterrupted run into OUT/reference, then a run into
+OUT/resumed killed with SIGKILL once the server has received F × planned calls, then the
+same command again; it prints the calls made across both runs against the plan (target:
+at most planned + C) and whether the resumed metrics equal the uninterrupted run's.
+
+`--py-spy FILE` samples the client with py-spy (`py-spy record --pid`; FILE.txt: collapsed
+stacks, FILE.svg: flame graph, otherwise speedscope JSON; needs `pip install py-spy`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import synthetic  # noqa: E402
+
+CALLS_PER_ROW = 24 + 4
+
+
+def mtmcs_command() -> str:
+    local = ROOT / ".venv" / "bin" / "mtmcs"
+    if local.exists():
+        return str(local)
+    found = shutil.which("mtmcs")
+    if found is None:
+        sys.exit("cannot find the mtmcs command (install the package in the venv)")
+    return found
+
+
+class Server:
+    """`bench_server.py` as a subprocess; `count()` asks it how many requests it received."""
+
+    def __init__(self, latency: float) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "benchmarks" / "bench_server.py"), "--port", "0",
+             "--latency", str(latency)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.base_url = self.process.stdout.readline().strip()
+        if not self.base_url.startswith("http"):
+            self.stop()
+            sys.exit(f"the fake server did not start (printed {self.base_url!r})")
+        self._count_url = self.base_url.removesuffix("/v1") + "/count"
+
+    def count(self) -> int:
+        with urllib.request.urlopen(self._count_url, timeout=10) as response:
+            return int(json.loads(response.read())["total"])
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class ClientRun:
+    """What one `mtmcs run` process did."""
+
+    out: Path
+    returncode: int
+    wall_s: float
+    startup_s: float | None  # until the server saw the first request of this run
+    cpu_s: float
+    maxrss_mb: float
+    requests: int  # requests the server received during this run
+    killed: bool = False
+    summary: dict[str, Any] | None = field(default=None, repr=False)
+
+
+def run_client(
+    server: Server,
+    data_dir: Path,
+    out: Path,
+    connections: int,
+    *,
+    kill_after: int | None = None,
+    py_spy: Path | None = None,
+) -> ClientRun:
+    command = [
+        mtmcs_command(), "run",
+        "--dataset", str(data_dir),
+        "--model", "openai-compatible/bench",
+        "--judge", "openai-compatible/judge",
+        "--base-url", server.base_url,
+        "--judge-base-url", server.base_url,
+        "--max-connections", str(connections),
+        "--judge-max-connections", str(connections),
+        "--out", str(out),
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    log = (out / "client.log").open("a")
+    before = server.count()
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    spy = None
+    if py_spy is not None:
+        kind = {".txt": "raw", ".svg": "flamegraph"}.get(py_spy.suffix, "speedscope")
+        spy = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--pid", str(process.pid),
+             "--rate", "100", "--format", kind, "--output", str(py_spy)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    first: float | None = None
+    killed = False
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        time.sleep(0.1)
+        made = server.count() - before
+        if first is None and made > 0:
+            first = time.perf_counter() - started
+        if kill_after is not None and not killed and made >= kill_after:
+            os.kill(process.pid, signal.SIGKILL)
+            killed = True
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    log.close()
+    if spy is not None:
+        spy.wait(60)
+    summary_path = out / "summary.json"
+    summary = None
+    if not killed and summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+    return ClientRun(
+        out=out,
+        returncode=process.returncode,
+        wall_s=wall,
+        startup_s=first,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        maxrss_mb=usage.ru_maxrss / 1024,
+        requests=server.count() - before,
+        killed=killed,
+        summary=summary,
+    )
+
+
+def store_mb(out: Path) -> tuple[float, float]:
+    def size(path: Path) -> float:
+        return path.stat().st_size / 1e6 if path.exists() else 0.0
+
+    return size(out / "store.sqlite"), size(out / "store.sqlite-wal")
+
+
+def find_key(data: Any, name: str) -> Any:
+    """The first value under a key containing `name` (depth first), or None."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if name in key.lower():
+                return value
+        for value in data.values():
+            found = find_key(value, name)
+            if found is not None:
+                return found
+    return None
+
+
+def report(run: ClientRun, latency: float, connections: int, planned: int, label: str) -> None:
+    def line(name: str, value: str) -> None:
+        print(f"[{label}] {name}: {value}", flush=True)
+
+    meta = (run.summary or {}).get("metadata", {})
+    calls = meta.get("calls", {})
+    made = sum(calls.get(role, {}).get("made", 0) for role in ("model", "judge"))
+    cached = sum(calls.get(role, {}).get("cached", 0) for role in ("model", "judge"))
+    failed = sum(calls.get(role, {}).get("failed", 0) for role in ("model", "judge"))
+    line("exit code", f"{run.returncode}" + (" (killed)" if run.killed else ""))
+    line(
+        "calls made",
+        f"{made} (model {calls.get('model', {}).get('made', '?')} + judge "
+        f"{calls.get('judge', {}).get('made', '?')}); cached {cached}; failed {failed}; "
+        f"planned {planned}; server received {run.requests}",
+    )
+    line("wall", f"{run.wall_s:.1f} s (summary wall_s {meta.get('wall_s', '?')})")
+    line("start-up (to first request)", "n/a" if run.startup_s is None else f"{run.startup_s:.1f} s")
+    ideal = max(5 * latency, planned * latency / connections)
+    line("ideal max(5L, calls*L/C)", f"{ideal:.1f} s")
+    line("efficiency ideal/wall", f"{ideal / run.wall_s:.2f}" if ideal > 0 else "n/a (L=0)")
+    per_call = run.cpu_s / run.requests if run.requests else float("nan")
+    line("client CPU", f"{run.cpu_s:.1f} s = {1000 * per_call:.2f} ms per call")
+    line("client peak RSS", f"{run.maxrss_mb:.0f} MB")
+    main_mb, wal_mb = store_mb(run.out)
+    line("store size", f"{main_mb + wal_mb:.1f} MB (sqlite {main_mb:.1f} + wal {wal_mb:.1f})")
+    sequential = planned * (latency + per_call)
+    line("sequential estimate calls*(L+cpu)", f"{sequential:.0f} s")
+    line("speed-up vs sequential", f"{sequential / run.wall_s:.1f}x")
+    images = find_key(meta, "image") if meta else None
+    if isinstance(images, str):  # image_placement is not an image count
+        images = None
+    line("images encoded", "n/a (not in summary.json metadata)" if images is None else str(images))
+
+
+def metrics_only(summary: dict[str, Any] | None) -> dict[str, Any]:
+    return {key: value for key, value in (summary or {}).items() if key != "metadata"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--latency", type=float, default=1.0, help="server latency in s")
+    parser.add_argument("--max-connections", type=int, default=256, help="C, model and judge")
+    parser.add_argument("--rows", type=int, default=752, help="rows per split")
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed")
+    parser.add_argument("--data-dir", type=Path, help="default /tmp/mtmcs-bench-data/rowsN-seedS")
+    parser.add_argument("--out", type=Path, help="run directory (default: a new temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the run directory")
+    parser.add_argument("--kill-at", type=float, help="also test kill -9 + resume at this fraction")
+    parser.add_argument("--py-spy", type=Path, help="write a py-spy speedscope profile here")
+    args = parser.parse_args(argv)
+
+    data_dir = args.data_dir or Path(
+        tempfile.gettempdir(), "mtmcs-bench-data", f"rows{args.rows}-seed{args.seed}"
+    )
+    started = time.perf_counter()
+    if synthetic.generate(data_dir, args.rows, args.seed):
+        print(f"dataset generated in {time.perf_counter() - started:.0f} s: {data_dir}")
+    else:
+        print(f"dataset reused: {data_dir}")
+    planned = 2 * args.rows * CALLS_PER_ROW
+    out = args.out or Path(tempfile.mkdtemp(prefix="mtmcs-bench-run-"))
+    if out.exists() and any(out.iterdir()) and args.out is not None:
+        sys.exit(f"--out {out} is not empty (it would resume); choose a new directory")
+    print(
+        f"L={args.latency} s, C={args.max_connections}, rows {args.rows} per split, "
+        f"planned calls {planned}, out {out}",
+        flush=True,
+    )
+    server = Server(args.latency)
+    try:
+        connections = args.max_connections
+        if args.kill_at is None:
+            run = run_client(server, data_dir, out, connections, py_spy=args.py_spy)
+            report(run, args.latency, connections, planned, "run")
+            if run.returncode != 0:
+                print((out / "client.log").read_text()[-3000:])
+        else:
+            reference = run_client(server, data_dir, out / "reference", connections,
+                                   py_spy=args.py_spy)
+            report(reference, args.latency, connections, planned, "uninterrupted")
+            killed = run_client(server, data_dir, out / "resumed", connections,
+                                kill_after=int(args.kill_at * planned))
+            sizes = store_mb(out / "resumed")
+            print(
+                f"[killed] killed: {killed.killed} after {killed.wall_s:.1f} s; server "
+                f"received {killed.requests} requests; store then "
+                f"{sizes[0] + sizes[1]:.1f} MB",
+                flush=True,
+            )
+            resumed = run_client(server, data_dir, out / "resumed", connections)
+            report(resumed, args.latency, connections, planned, "resumed")
+            total = killed.requests + resumed.requests
+            print(
+                f"[kill-resume] calls made across both runs: {total} vs planned {planned} "
+                f"(extra {total - planned}; target <= planned + C = {planned + connections}: "
+                f"{'met' if total <= planned + connections else 'MISSED'})"
+            )
+            same = (
+                resumed.summary is not None
+                and metrics_only(resumed.summary) == metrics_only(reference.summary)
+            )
+            print(f"[kill-resume] resumed metrics equal the uninterrupted run's: {same}")
+    finally:
+        server.stop()
+        if not args.keep and args.out is None:
+            shutil.rmtree(out, ignore_errors=True)
+        elif args.keep or args.out is not None:
+            print(f"run directory kept: {out}")
+    print(f"benchmark total {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
