@@ -225,8 +225,12 @@ def run(
     if not result.complete:
         errors.print(
             "[yellow]incomplete run:[/] some calls failed (excluded from the metrics); "
-            "rerun the same command to retry only them"
+            "rerun the same command to retry only them. Most frequent causes:",
+            soft_wrap=True,
         )
+        for role, counts in result.outcome.counts.items():
+            for cause, count in counts.causes.most_common(5):
+                errors.print(f"  {role}: {count} × {cause}", markup=False, soft_wrap=True)
         raise typer.Exit(3)
 
 
@@ -347,7 +351,8 @@ def main() -> None:
     Tracebacks (with `--debug`, or for a bug) go through the same redaction of API keys.
     """
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns the code of a `typer.Exit`
+        sys.exit(code if isinstance(code, int) else 0)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
     except (typer.Abort, KeyboardInterrupt):
