@@ -70,8 +70,8 @@ def config(
         splits=(split,),
         limit=limit,
         out=out,
-        base_url=server.base_url,
-        judge_base_url=server.base_url,
+        base_urls=(server.base_url,),
+        judge_base_urls=(server.base_url,),
         max_retries=0,
         settings=RunSettings(max_connections=8, judge_max_connections=4),
         **kwargs,
@@ -303,7 +303,7 @@ def test_newest_placement_puts_the_image_on_the_newest_user_turn(
             modalities=("multimodal",),
             limit=1,
             out=tmp_path,
-            base_url=server.base_url,
+            base_urls=(server.base_url,),
             max_retries=0,
             settings=RunSettings(image_placement="newest"),
         )
@@ -328,7 +328,7 @@ def test_anthropic_provider_sends_image_blocks_and_alternating_roles(
             modalities=("multimodal",),
             limit=1,
             out=tmp_path,
-            base_url=server.anthropic_base_url,
+            base_urls=(server.anthropic_base_url,),
             max_retries=0,
         )
     )
@@ -357,7 +357,7 @@ def test_dead_server_fails_fast_with_a_clear_error(tmp_path: Path) -> None:
                 splits=("type_a",),
                 limit=1,
                 out=tmp_path,
-                base_url=f"http://127.0.0.1:{port}/v1",
+                base_urls=(f"http://127.0.0.1:{port}/v1",),
                 max_retries=0,
             )
         )

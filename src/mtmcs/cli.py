@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mtmcs.data.loaders import load_benchmark
-from mtmcs.engine.run import DEFAULT_JUDGE, RunConfig, run_benchmark
+from mtmcs.engine.run import DEFAULT_JUDGE, RunConfig, RunPlan, plan_run, run_benchmark
 from mtmcs.engine.scheduler import Role, RunSettings
 from mtmcs.errors import DataError, MtmcsError, StoreError, redact
 from mtmcs.models.images import ImageEncoder
@@ -119,6 +119,35 @@ def metrics_table(summary: Mapping[str, Any]) -> Table:
     return table
 
 
+def print_plan(plan: RunPlan, config: RunConfig, latency: float) -> None:
+    """The `--dry-run` report: calls per model and judge, critical path, time estimate."""
+    table = Table(title=f"plan: {config.model} judged by {config.judge} on {plan.benchmark.name}")
+    for header in ("split", "rows", "dialogues", "model calls", "judge calls"):
+        table.add_column(header, justify="right")
+    for split in config.splits:
+        dialogues = [d for d in plan.dialogues if d.split == split]
+        table.add_row(
+            split,
+            str(sum(r.split == split for r in plan.rows)),
+            str(len(dialogues)),
+            str(sum(len(d.turns) + len(d.questions) for d in dialogues)),
+            str(len(dialogues)),
+        )
+    console.print(table)
+    settings = config.settings
+    total = plan.planned["model"] + plan.planned["judge"]
+    estimate = plan.estimate_s(latency, settings.max_connections, settings.judge_max_connections)
+    console.print(
+        f"calls: {plan.planned['model']} model + {plan.planned['judge']} judge = {total}\n"
+        f"critical path: {plan.CRITICAL_PATH_CALLS} calls in sequence (R1, R2, R3, then the "
+        "questions and the judge call side by side)\n"
+        f"estimate at {latency:g} s per call with {settings.max_connections} model and "
+        f"{settings.judge_max_connections} judge connections: at least {estimate:,.0f} s "
+        f"(one call at a time: {total * latency:,.0f} s)",
+        soft_wrap=True,
+    )
+
+
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False) -> None:
     state["debug"] = debug
@@ -139,8 +168,15 @@ def run(
     out: Annotated[
         Path | None, typer.Option(help="Run directory (store + summary); default runs/<model>.")
     ] = None,
-    base_url: Annotated[str | None, typer.Option(help="Server of the model under test.")] = None,
-    judge_base_url: Annotated[str | None, typer.Option(help="Server of the judge.")] = None,
+    base_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Server of the model under test; repeat for replicas (least busy first)."
+        ),
+    ] = None,
+    judge_base_url: Annotated[
+        list[str] | None, typer.Option(help="Server of the judge; repeat for replicas.")
+    ] = None,
     captions: Annotated[
         Path | None, typer.Option(help="Captions JSON (id → caption) for the judge.")
     ] = None,
@@ -160,6 +196,12 @@ def run(
     max_retries: Annotated[int, typer.Option(min=0, help="SDK retries per call.")] = 2,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds per call.")] = 120.0,
     revision: RevisionOption = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="Print the planned calls and a time estimate; call nothing.")
+    ] = False,
+    assume_latency: Annotated[
+        float, typer.Option(min=0, help="Seconds per call assumed by --dry-run's estimate.")
+    ] = 1.0,
 ) -> None:
     """Run (or resume) the benchmark on one model and print its metrics."""
     if image_placement not in ("first", "newest"):
@@ -181,8 +223,8 @@ def run(
         modalities=_modalities(modality),
         limit=limit,
         out=out or _default_out(model),
-        base_url=base_url,
-        judge_base_url=judge_base_url,
+        base_urls=tuple(base_url or ()),
+        judge_base_urls=tuple(judge_base_url or ()),
         captions=captions,
         max_retries=max_retries,
         timeout=timeout,
@@ -195,6 +237,9 @@ def run(
             judge_max_connections=judge_max_connections,
         ),
     )
+    if dry_run:
+        print_plan(plan_run(config), config, assume_latency)
+        return
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),

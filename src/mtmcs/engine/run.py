@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from mtmcs.engine.scheduler import Role, RunOutcome, RunSettings, Scheduler
 from mtmcs.engine.store import Store
 from mtmcs.errors import ConfigError, DataError, Problem
 from mtmcs.models.images import ImageEncoder
-from mtmcs.models.registry import ProviderOptions, create_model, is_heuristic_judge
+from mtmcs.models.registry import ProviderOptions, create_model_pool, is_heuristic_judge
 from mtmcs.protocol.dialogues import expand_row
 from mtmcs.protocol.prompts import MCQ_DECODING, TF_DECODING
 from mtmcs.protocol.types import MODALITIES, SPLITS, Dialogue, Modality, Row, Split
@@ -41,8 +41,8 @@ class RunConfig:
     splits: tuple[Split, ...] = SPLITS
     modalities: tuple[Modality, ...] = MODALITIES
     limit: int | None = None
-    base_url: str | None = None
-    judge_base_url: str | None = None
+    base_urls: tuple[str, ...] = ()
+    judge_base_urls: tuple[str, ...] = ()
     captions: Path | None = None
     max_retries: int = 2
     timeout: float = 120.0
@@ -55,7 +55,7 @@ class RunResult:
 
     summary: dict[str, Any]
     outcome: RunOutcome
-    planned: dict[Role, int]
+    planned: Mapping[Role, int]
 
     @property
     def complete(self) -> bool:
@@ -179,6 +179,33 @@ def build_summary(
     return summary
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run will do, before any call: its rows, dialogues and call counts."""
+
+    benchmark: Benchmark
+    rows: tuple[Row, ...]
+    dialogues: tuple[Dialogue, ...]
+    planned: Mapping[Role, int]
+
+    # Each dialogue: three turns in order, then its questions and judge call side by side.
+    CRITICAL_PATH_CALLS = 4
+
+    def estimate_s(self, latency: float, connections: int, judge_connections: int) -> float:
+        """Lower bound of the wall time against servers answering in `latency` seconds."""
+        model = self.planned["model"] * latency / connections
+        judge = self.planned["judge"] * latency / judge_connections
+        return max(self.CRITICAL_PATH_CALLS * latency, model, judge)
+
+
+def plan_run(config: RunConfig) -> RunPlan:
+    """Load and check the data and work out the dialogues and calls of a run."""
+    benchmark = load_benchmark(config.dataset, config.splits, config.revision)
+    rows = tuple(select_rows(benchmark, config.splits, config.limit))
+    dialogues = tuple(d for row in rows for d in expand_row(row, config.modalities))
+    return RunPlan(benchmark, rows, dialogues, planned_calls(dialogues))
+
+
 def run_benchmark(
     config: RunConfig,
     on_start: Callable[[Mapping[Role, int]], None] | None = None,
@@ -186,34 +213,27 @@ def run_benchmark(
 ) -> RunResult:
     """Run (or resume) a benchmark and write `OUT/summary.json`."""
     started = time.time()
-    benchmark = load_benchmark(config.dataset, config.splits, config.revision)
-    rows = select_rows(benchmark, config.splits, config.limit)
-    dialogues = [d for row in rows for d in expand_row(row, config.modalities)]
+    plan = plan_run(config)
+    benchmark, rows, dialogues, planned = plan.benchmark, plan.rows, plan.dialogues, plan.planned
     captions = resolve_captions(config, benchmark, dialogues)
-    planned = planned_calls(dialogues)
     images = ImageEncoder(benchmark.image_bytes)
     seed = config.settings.seed or 0
     limits: dict[Role, AdaptiveLimiter] = {
         "model": AdaptiveLimiter(config.settings.max_connections),
         "judge": AdaptiveLimiter(config.settings.judge_max_connections),
     }
-    model = create_model(
+    options = ProviderOptions(max_retries=config.max_retries, timeout=config.timeout, seed=seed)
+    model = create_model_pool(
         config.model,
         images,
-        ProviderOptions(
-            config.base_url, config.max_retries, config.timeout, seed, limits["model"].throttled
-        ),
+        replace(options, on_rate_limit=limits["model"].throttled),
+        config.base_urls,
     )
-    judge = create_model(
+    judge = create_model_pool(
         config.judge,
         images,
-        ProviderOptions(
-            config.judge_base_url,
-            config.max_retries,
-            config.timeout,
-            seed,
-            limits["judge"].throttled,
-        ),
+        replace(options, on_rate_limit=limits["judge"].throttled),
+        config.judge_base_urls,
         judge=True,
     )
     config.out.mkdir(parents=True, exist_ok=True)

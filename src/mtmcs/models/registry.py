@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from mtmcs.errors import ConfigError
 from mtmcs.models.base import ChatModel
@@ -48,6 +49,29 @@ def _key(variable: str, name: str) -> str:
     if not key:
         raise ConfigError(f"{name} needs an API key: set the {variable} environment variable")
     return key
+
+
+def create_model_pool(
+    name: str,
+    images: ImageEncoder,
+    options: ProviderOptions,
+    base_urls: Sequence[str] = (),
+    *,
+    judge: bool = False,
+) -> ChatModel:
+    """One model served from several base URLs (or from the provider's default, when none)."""
+    if len(base_urls) <= 1:
+        url = base_urls[0] if base_urls else None
+        return create_model(name, images, replace(options, base_url=url), judge=judge)
+    from mtmcs.models.endpoints import EndpointPool
+
+    return EndpointPool(
+        name,
+        [
+            create_model(name, images, replace(options, base_url=url), judge=judge)
+            for url in base_urls
+        ],
+    )
 
 
 def create_model(
