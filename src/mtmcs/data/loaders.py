@@ -9,7 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mtmcs.data.records import duplicate_problems, parse_record
+from mtmcs.data.records import RawImage, duplicate_problems, parse_record
 from mtmcs.errors import ConfigError, DataError, Problem
 from mtmcs.protocol.types import SPLITS, Row, Split
 
@@ -45,37 +45,70 @@ class Benchmark:
         return self.images[image_id]()
 
 
-ImageRecord = tuple[dict[str, Any], bytes | str | None, ImageRef]
+@dataclass(frozen=True, slots=True)
+class LoadOptions:
+    """What to read besides the text: variant images, and whether to decode every image."""
+
+    variants: bool = False
+    check_images: bool = True
+
+
+ImageRecord = tuple[dict[str, Any], list[RawImage], list[ImageRef]]
 
 
 def _check(
-    records: Iterable[ImageRecord], split: Split, source: str
+    records: Iterable[ImageRecord], split: Split, source: str, options: LoadOptions
 ) -> tuple[list[Row], dict[str, ImageRef], list[Problem]]:
     rows: list[Row] = []
     images: dict[str, ImageRef] = {}
     problems: list[Problem] = []
     ids: list[object] = []
-    for record, image, ref in records:
+    for record, raw_images, refs in records:
         ids.append(record.get("id"))
-        row, found = parse_record(record, split, source, image)
+        row, found = parse_record(record, split, source, raw_images, options.check_images)
         problems += found
         if row is not None:
             rows.append(row)
-            images[row.image_id] = ref
+            for key, ref in zip((row.image_id, *row.variant_image_ids), refs, strict=True):
+                images[key] = ref
     problems += duplicate_problems(ids, split, source)
     return rows, images, problems
 
 
-def _dataset_records(dataset: Any) -> Iterator[ImageRecord]:
-    for index, record in enumerate(dataset):
-        image = record.get("image")
-        data = image.get("bytes") if isinstance(image, Mapping) else None
-        yield record, data, partial(_dataset_image, dataset, index)
+def _image_data(value: object) -> bytes | str:
+    if isinstance(value, Mapping) and isinstance(value.get("bytes"), bytes) and value["bytes"]:
+        return bytes(value["bytes"])
+    return "no image bytes"
 
 
-def _dataset_image(dataset: Any, index: int) -> bytes:
-    image = dataset[index]["image"]
-    return bytes(image["bytes"])
+def _dataset_records(dataset: Any, options: LoadOptions) -> Iterator[ImageRecord]:
+    """Records with their images; image bytes are read only where they are checked or used."""
+    base = dataset.data.column("image")
+    variants = dataset.data.column("variant_images") if options.variants else None
+    skip = {"variant_images"} | (set() if options.check_images else {"image"})
+    text = dataset.select_columns([c for c in dataset.column_names if c not in skip])
+    for index, record in enumerate(text):
+        data = _image_data(record["image"]) if options.check_images else b""
+        images = [RawImage("image", data)]
+        refs: list[ImageRef] = [partial(_arrow_image, base, index)]
+        if variants is not None:
+            listed = variants[index].values
+            if listed is None or len(listed) == 0:
+                images.append(RawImage("variant_images", "no variant images (--variants)"))
+                refs.append(partial(bytes))
+            for k in range(len(listed) if listed is not None else 0):
+                item = _image_data(listed[k].as_py()) if options.check_images else b""
+                images.append(RawImage(f"variant_images[{k}]", item))
+                refs.append(partial(_arrow_variant, variants, index, k))
+        yield record, images, refs
+
+
+def _arrow_image(column: Any, index: int) -> bytes:
+    return bytes(column[index]["bytes"].as_py())
+
+
+def _arrow_variant(column: Any, index: int, k: int) -> bytes:
+    return bytes(column[index].values[k]["bytes"].as_py())
 
 
 def _quiet_datasets() -> Any:
@@ -111,7 +144,10 @@ def _finish(
 
 
 def load_official(
-    splits: Iterable[Split] = SPLITS, revision: str | None = None, repo: str = OFFICIAL_DATASET
+    splits: Iterable[Split] = SPLITS,
+    revision: str | None = None,
+    repo: str = OFFICIAL_DATASET,
+    options: LoadOptions = LoadOptions(),
 ) -> Benchmark:
     """The official dataset from the hub through `datasets` (cached by `datasets`).
 
@@ -128,7 +164,11 @@ def load_official(
                 f"cannot load {repo} split {split} (revision {revision or 'main'}): "
                 f"{type(error).__name__}: {error}"
             ) from error
-        parts.append(_check(_dataset_records(_undecoded(dataset)), split, f"{repo}:{split}"))
+        parts.append(
+            _check(
+                _dataset_records(_undecoded(dataset), options), split, f"{repo}:{split}", options
+            )
+        )
     return _finish(repo, revision, parts)
 
 
@@ -147,7 +187,10 @@ def _parquet_problems(path: Path, split: Split) -> list[Problem]:
 
 
 def load_parquet_dir(
-    directory: Path, splits: Iterable[Split] = SPLITS, name: str | None = None
+    directory: Path,
+    splits: Iterable[Split] = SPLITS,
+    name: str | None = None,
+    options: LoadOptions = LoadOptions(),
 ) -> Benchmark:
     """A local directory in the official layout: `data/type_a-*.parquet`, `data/type_b-*…`."""
     datasets = _quiet_datasets()
@@ -175,13 +218,13 @@ def load_parquet_dir(
             )
         except Exception as error:
             raise DataError([Problem(source, split, None, "", f"cannot load: {error}")]) from error
-        parts.append(_check(_dataset_records(_undecoded(dataset)), split, source))
+        parts.append(_check(_dataset_records(_undecoded(dataset), options), split, source, options))
     captions = directory / "captions.json"
     return _finish(name or str(directory), None, parts, captions if captions.is_file() else None)
 
 
 def _jsonl_records(
-    path: Path, root: Path, split: Split, problems: list[Problem]
+    path: Path, root: Path, split: Split, problems: list[Problem], options: LoadOptions
 ) -> Iterator[ImageRecord]:
     with path.open("rb") as lines:
         for number, line in enumerate(lines, start=1):
@@ -204,16 +247,31 @@ def _jsonl_records(
                     Problem(str(path), split, f"line {number}", "", "expected a JSON object")
                 )
                 continue
-            image_path = _image_path(record.get("image"), root)
-            if isinstance(image_path, str):
-                yield record, image_path, partial(bytes)
-                continue
-            data: bytes | str
-            try:
-                data = image_path.read_bytes()
-            except OSError as error:
-                data = f"cannot read {image_path}: {error.strerror}"
-            yield record, data, partial(image_path.read_bytes)
+            fields = [("image", record.get("image"))]
+            if options.variants:
+                listed = record.get("variant_images")
+                if not isinstance(listed, list) or not listed:
+                    listed = [None]
+                fields += [(f"variant_images[{k}]", value) for k, value in enumerate(listed)]
+            images: list[RawImage] = []
+            refs: list[ImageRef] = []
+            for field_name, value in fields:
+                image, ref = _jsonl_image(value, root, options.check_images)
+                images.append(RawImage(field_name, image))
+                refs.append(ref)
+            yield record, images, refs
+
+
+def _jsonl_image(value: object, root: Path, read: bool) -> tuple[bytes | str, ImageRef]:
+    path = _image_path(value, root)
+    if isinstance(path, str):
+        return path, partial(bytes)
+    if not read:
+        return (b"" if path.is_file() else f"file not found: {path}"), partial(path.read_bytes)
+    try:
+        return path.read_bytes(), partial(path.read_bytes)
+    except OSError as error:
+        return f"cannot read {path}: {error.strerror}", partial(bytes)
 
 
 def _image_path(value: object, root: Path) -> Path | str:
@@ -227,7 +285,10 @@ def _image_path(value: object, root: Path) -> Path | str:
 
 
 def load_jsonl_dir(
-    directory: Path, splits: Iterable[Split] = SPLITS, name: str | None = None
+    directory: Path,
+    splits: Iterable[Split] = SPLITS,
+    name: str | None = None,
+    options: LoadOptions = LoadOptions(),
 ) -> Benchmark:
     """`type_a.jsonl` / `type_b.jsonl` with image paths relative to the directory."""
     parts = []
@@ -237,7 +298,7 @@ def load_jsonl_dir(
             raise DataError([Problem(str(path), split, None, "", "file not found")])
         problems: list[Problem] = []
         rows, images, found = _check(
-            _jsonl_records(path, directory, split, problems), split, str(path)
+            _jsonl_records(path, directory, split, problems, options), split, str(path), options
         )
         parts.append((rows, images, problems + found))
     captions = directory / "captions.json"
@@ -245,21 +306,24 @@ def load_jsonl_dir(
 
 
 def load_benchmark(
-    dataset: str, splits: Iterable[Split] = SPLITS, revision: str | None = None
+    dataset: str,
+    splits: Iterable[Split] = SPLITS,
+    revision: str | None = None,
+    options: LoadOptions = LoadOptions(),
 ) -> Benchmark:
     """Resolve `official`, `sample` or a directory (parquet or JSONL layout) and load it."""
     splits = tuple(dict.fromkeys(splits))
     if dataset == "official":
-        return load_official(splits, revision)
+        return load_official(splits, revision, options=options)
     if dataset == "sample":
-        return load_parquet_dir(SAMPLE_DIR, splits, name="sample")
+        return load_parquet_dir(SAMPLE_DIR, splits, name="sample", options=options)
     directory = Path(dataset)
     if not directory.is_dir():
         raise ConfigError(f"--dataset {dataset!r}: expected 'official', 'sample' or a directory")
     if (directory / "data").is_dir():
-        return load_parquet_dir(directory, splits)
+        return load_parquet_dir(directory, splits, options=options)
     if any((directory / f"{split}.jsonl").is_file() for split in splits):
-        return load_jsonl_dir(directory, splits)
+        return load_jsonl_dir(directory, splits, options=options)
     raise ConfigError(
         f"--dataset {dataset!r}: found neither data/<split>-*.parquet nor <split>.jsonl"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -141,18 +142,30 @@ def check_image(data: bytes | None) -> str | None:
     return None
 
 
-def image_id(split: Split, row_id: int) -> str:
-    """The id by which requests and the store refer to a row's base image."""
-    return f"{split}/{row_id}"
+def image_id(split: Split, row_id: int, variant: int = 0) -> str:
+    """The id by which requests and the store refer to a row's image (or its k-th variant)."""
+    return f"{split}/{row_id}" if variant == 0 else f"{split}/{row_id}/v{variant}"
+
+
+@dataclass(frozen=True, slots=True)
+class RawImage:
+    """An image of a record as the loader read it: bytes, or the reason it could not."""
+
+    field: str
+    data: bytes | str | None
 
 
 def parse_record(
-    record: Mapping[str, Any], split: Split, source: str, image: bytes | str | None
+    record: Mapping[str, Any],
+    split: Split,
+    source: str,
+    images: Sequence[RawImage],
+    check_images: bool = True,
 ) -> tuple[Row | None, list[Problem]]:
     """Check one record of the official schema and build its typed row.
 
-    `image` holds the base image bytes (already read by the loader), checked here, or the
-    loader's reason why it could not read them.
+    `images` are the base image then any variant images the loader read; each is decoded
+    here unless `check_images` is off (a reason from the loader is always reported).
     Returns the row, or `None` when any problem was found, with every problem.
     """
     raw_id = record.get("id")
@@ -167,9 +180,11 @@ def parse_record(
             mcq=_mcq(check, record.get(f"{modality}_mcq"), f"{modality}_mcq"),
             tf=_tf(check, record.get(f"{modality}_tf"), f"{modality}_tf"),
         )
-    reason = image if isinstance(image, str) else check_image(image)
-    if reason is not None:
-        check.add("image", reason)
+    for image in images:
+        if isinstance(image.data, str):
+            check.add(image.field, image.data)
+        elif check_images and (reason := check_image(image.data)) is not None:
+            check.add(image.field, reason)
     if check.problems or not isinstance(raw_id, int):
         return None, check.problems
     row = Row(
@@ -179,6 +194,7 @@ def parse_record(
         unsafe_intent=unsafe_intent,
         multimodal=contents["multimodal"],
         unimodal=contents["unimodal"],
+        variant_image_ids=tuple(image_id(split, raw_id, k) for k in range(1, len(images))),
     )
     return row, []
 

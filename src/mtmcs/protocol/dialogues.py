@@ -33,20 +33,25 @@ def dialogue_turns(fields: DialogueFields, split: Split, intent: Intent) -> tupl
     return (r1, r2, r3)
 
 
-def dialogue_id(split: Split, row_id: int, modality: Modality, intent: Intent) -> str:
-    """Stable id such as `type_a/000123/multimodal/unsafe`."""
-    return f"{pair_id(split, row_id, modality)}/{intent}"
+def dialogue_id(
+    split: Split, row_id: int, modality: Modality, intent: Intent, variant: int = 0
+) -> str:
+    """Stable id such as `type_a/000123/multimodal/unsafe` (`…/multimodal@v2/…` on variant 2)."""
+    return f"{pair_id(split, row_id, modality, variant)}/{intent}"
 
 
-def pair_id(split: Split, row_id: int, modality: Modality) -> str:
-    """Id shared by the safe and unsafe dialogue of one scenario."""
-    return f"{split}/{row_id:06d}/{modality}"
+def pair_id(split: Split, row_id: int, modality: Modality, variant: int = 0) -> str:
+    """Id shared by the safe and unsafe dialogue of one scenario (and image variant)."""
+    suffix = f"@v{variant}" if variant else ""
+    return f"{split}/{row_id:06d}/{modality}{suffix}"
 
 
-def dialogue_questions(row: Row, modality: Modality, intent: Intent) -> tuple[Question, ...]:
+def dialogue_questions(
+    row: Row, modality: Modality, intent: Intent, variant: int = 0
+) -> tuple[Question, ...]:
     """Questions asked about one dialogue: MCQs of its intent; all TF items go to unsafe."""
     content = row.content(modality)
-    prefix = dialogue_id(row.split, row.id, modality, intent)
+    prefix = dialogue_id(row.split, row.id, modality, intent, variant)
     questions = [
         Question(
             id=f"{prefix}/mcq/{index}",
@@ -71,20 +76,35 @@ def dialogue_questions(row: Row, modality: Modality, intent: Intent) -> tuple[Qu
     return tuple(questions)
 
 
-def expand_row(row: Row, modalities: tuple[Modality, ...] = MODALITIES) -> tuple[Dialogue, ...]:
-    """The dialogues of a row, one per modality × intent, each with its questions."""
+def expand_row(
+    row: Row, modalities: tuple[Modality, ...] = MODALITIES, variants: bool = False
+) -> tuple[Dialogue, ...]:
+    """The dialogues of a row, one per modality × intent, each with its questions.
+
+    With `variants`, the multimodal dialogues are also run on each variant image of the row
+    (same turns and questions, another image).
+    """
+    images: list[tuple[Modality, int, str | None]] = []
+    for modality in modalities:
+        if modality == "unimodal":
+            images.append((modality, 0, None))
+            continue
+        images.append((modality, 0, row.image_id))
+        if variants:
+            images += [(modality, k, vid) for k, vid in enumerate(row.variant_image_ids, 1)]
     return tuple(
         Dialogue(
-            id=dialogue_id(row.split, row.id, modality, intent),
-            pair_id=pair_id(row.split, row.id, modality),
+            id=dialogue_id(row.split, row.id, modality, intent, variant),
+            pair_id=pair_id(row.split, row.id, modality, variant),
             split=row.split,
             row_id=row.id,
             modality=modality,
             intent=intent,
             turns=dialogue_turns(row.content(modality).dialogue, row.split, intent),
-            image_id=row.image_id if modality == "multimodal" else None,
-            questions=dialogue_questions(row, modality, intent),
+            image_id=image,
+            questions=dialogue_questions(row, modality, intent, variant),
+            image_variant=variant,
         )
-        for modality in modalities
+        for modality, variant, image in images
         for intent in INTENTS
     )

@@ -65,7 +65,8 @@ class ModalityContent:
 class Row:
     """One row of a split: a base image, an unsafe intent and both modalities.
 
-    `image_id` names the image (the image bytes live outside the protocol, with the loader).
+    `image_id` names the image (the image bytes live outside the protocol, with the loader);
+    `variant_image_ids` name the edited variants of it, when they were loaded.
     """
 
     split: Split
@@ -74,6 +75,7 @@ class Row:
     unsafe_intent: str
     multimodal: ModalityContent
     unimodal: ModalityContent
+    variant_image_ids: tuple[str, ...] = ()
 
     def content(self, modality: Modality) -> ModalityContent:
         """The turns and questions of one modality."""
@@ -93,7 +95,10 @@ class Question:
 
 @dataclass(frozen=True, slots=True)
 class Dialogue:
-    """One of the four dialogues of a row (modality × intent) with its questions."""
+    """One dialogue of a row (modality × intent, and image variant) with its questions.
+
+    `image_variant` is 0 for the base image and k for the row's k-th variant image.
+    """
 
     id: str
     pair_id: str
@@ -104,3 +109,11 @@ class Dialogue:
     turns: tuple[str, str, str]
     image_id: str | None
     questions: tuple[Question, ...] = field(default=())
+    image_variant: int = 0
+
+    @property
+    def cell(self) -> str:
+        """The metrics cell: the modality, or e.g. `multimodal@v1` for a variant image."""
+        return (
+            self.modality if self.image_variant == 0 else f"{self.modality}@v{self.image_variant}"
+        )
