@@ -105,11 +105,12 @@ def metrics_table(summary: Mapping[str, Any]) -> Table:
     ):
         table.add_column(header, overflow="fold")
     for split in meta["splits"]:
-        for modality in meta["modalities"]:
-            cell = summary[split][modality]
+        for name, cell in summary[split].items():
+            if "safe_mcq_accuracy" not in cell:
+                continue  # `overall` and `variant_consistency` are not modality cells
             table.add_row(
                 split,
-                modality,
+                name,
                 _format(cell["safe_mcq_accuracy"], True),
                 _format(cell["unsafe_mcq_accuracy"], True),
                 _format(cell["tf_accuracy"], True),
@@ -165,6 +166,9 @@ def run(
         list[str] | None, typer.Option(help="multimodal and/or unimodal (default: both).")
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="First N rows of each split.")] = None,
+    variants: Annotated[
+        bool, typer.Option(help="Also run multimodal dialogues on each row's variant images.")
+    ] = False,
     out: Annotated[
         Path | None, typer.Option(help="Run directory (store + summary); default runs/<model>.")
     ] = None,
@@ -222,6 +226,7 @@ def run(
         splits=_splits(split),
         modalities=_modalities(modality),
         limit=limit,
+        variants=variants,
         out=out or _default_out(model),
         base_urls=tuple(base_url or ()),
         judge_base_urls=tuple(judge_base_url or ()),
@@ -238,7 +243,7 @@ def run(
         ),
     )
     if dry_run:
-        print_plan(plan_run(config), config, assume_latency)
+        print_plan(plan_run(config, check_images=False), config, assume_latency)
         return
     progress = Progress(
         TextColumn("{task.description}"),
@@ -257,6 +262,15 @@ def run(
     with progress:
         result = run_benchmark(config, on_start, lambda role: progress.advance(tasks[role]))
     console.print(metrics_table(result.summary))
+    for split_name in config.splits:
+        if consistency := result.summary[split_name].get("variant_consistency"):
+            judged, answers = consistency["judged_outcome"], consistency["mcq_answers"]
+            console.print(
+                f"{split_name} variant consistency: judged outcome "
+                f"{_format(judged, True).splitlines()[0]}% of {judged['n']} pairs, MCQ answers "
+                f"{_format(answers, True).splitlines()[0]}% of {answers['n']} questions",
+                soft_wrap=True,
+            )
     calls = result.summary["metadata"]["calls"]
     model_calls, judge_calls = calls["model"], calls["judge"]
     console.print(

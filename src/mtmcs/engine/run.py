@@ -13,7 +13,7 @@ from typing import Any
 
 from mtmcs import __version__
 from mtmcs.data.captions import fetch_official_captions, load_captions
-from mtmcs.data.loaders import Benchmark, load_benchmark
+from mtmcs.data.loaders import Benchmark, LoadOptions, load_benchmark
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.scheduler import Role, RunOutcome, RunSettings, Scheduler
 from mtmcs.engine.store import Store
@@ -41,6 +41,7 @@ class RunConfig:
     splits: tuple[Split, ...] = SPLITS
     modalities: tuple[Modality, ...] = MODALITIES
     limit: int | None = None
+    variants: bool = False
     base_urls: tuple[str, ...] = ()
     judge_base_urls: tuple[str, ...] = ()
     captions: Path | None = None
@@ -149,6 +150,7 @@ def build_summary(
         "modalities": list(config.modalities),
         "rows": len(rows),
         "limit": config.limit,
+        "variants": config.variants,
         "decoding": {
             "turn": asdict(settings.decoding(settings.turn)),
             "mcq": asdict(settings.decoding(MCQ_DECODING)),
@@ -198,11 +200,14 @@ class RunPlan:
         return max(self.CRITICAL_PATH_CALLS * latency, model, judge)
 
 
-def plan_run(config: RunConfig) -> RunPlan:
+def plan_run(config: RunConfig, check_images: bool = True) -> RunPlan:
     """Load and check the data and work out the dialogues and calls of a run."""
-    benchmark = load_benchmark(config.dataset, config.splits, config.revision)
+    options = LoadOptions(variants=config.variants, check_images=check_images)
+    benchmark = load_benchmark(config.dataset, config.splits, config.revision, options)
     rows = tuple(select_rows(benchmark, config.splits, config.limit))
-    dialogues = tuple(d for row in rows for d in expand_row(row, config.modalities))
+    dialogues = tuple(
+        d for row in rows for d in expand_row(row, config.modalities, config.variants)
+    )
     return RunPlan(benchmark, rows, dialogues, planned_calls(dialogues))
 
 
