@@ -8,6 +8,7 @@ import sys
 import traceback
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -200,6 +201,14 @@ def run(
     max_retries: Annotated[int, typer.Option(min=0, help="SDK retries per call.")] = 2,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds per call.")] = 120.0,
     revision: RevisionOption = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            help="Run shards as Ray tasks: 'local' (a Ray instance here), 'auto' (the running "
+            "cluster) or a Ray address.",
+        ),
+    ] = None,
+    ray_shards: Annotated[int, typer.Option(min=1, help="Shards of rows for --ray.")] = 8,
     dry_run: Annotated[
         bool, typer.Option(help="Print the planned calls and a time estimate; call nothing.")
     ] = False,
@@ -243,7 +252,7 @@ def run(
         ),
     )
     if dry_run:
-        print_plan(plan_run(config, check_images=False), config, assume_latency)
+        print_plan(plan_run(replace(config, check_images=False)), config, assume_latency)
         return
     progress = Progress(
         TextColumn("{task.description}"),
@@ -259,8 +268,20 @@ def run(
         tasks["model"] = progress.add_task(f"model {model}", total=planned["model"])
         tasks["judge"] = progress.add_task(f"judge {judge}", total=planned["judge"])
 
-    with progress:
-        result = run_benchmark(config, on_start, lambda role: progress.advance(tasks[role]))
+    if ray is not None:
+        from mtmcs.engine.ray_run import run_with_ray
+
+        with progress:
+            shard_task = progress.add_task("Ray shards", total=None)
+            result = run_with_ray(
+                config,
+                ray,
+                ray_shards,
+                lambda done, total: progress.update(shard_task, completed=done, total=total),
+            )
+    else:
+        with progress:
+            result = run_benchmark(config, on_start, lambda role: progress.advance(tasks[role]))
     console.print(metrics_table(result.summary))
     for split_name in config.splits:
         if consistency := result.summary[split_name].get("variant_consistency"):

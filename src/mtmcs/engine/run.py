@@ -48,6 +48,8 @@ class RunConfig:
     max_retries: int = 2
     timeout: float = 120.0
     settings: RunSettings = field(default_factory=RunSettings)
+    shard: tuple[int, int] | None = None  # (index, count): every count-th row from index
+    check_images: bool = True
 
 
 @dataclass
@@ -64,14 +66,25 @@ class RunResult:
         return all(counts.failed == 0 for counts in self.outcome.counts.values())
 
 
-def select_rows(benchmark: Benchmark, splits: Sequence[Split], limit: int | None) -> list[Row]:
-    """Rows of the chosen splits, the first `limit` of each (by id) when a limit is given."""
+def select_rows(
+    benchmark: Benchmark,
+    splits: Sequence[Split],
+    limit: int | None,
+    shard: tuple[int, int] | None = None,
+) -> list[Row]:
+    """Rows of the chosen splits, the first `limit` of each (by id) when a limit is given.
+
+    With `shard=(index, count)`, only every count-th of those rows, starting at `index`.
+    """
     rows: list[Row] = []
     for split in splits:
         chosen = sorted(
             (row for row in benchmark.rows if row.split == split), key=lambda row: row.id
         )
         rows += chosen[:limit] if limit is not None else chosen
+    if shard is not None:
+        index, count = shard
+        rows = rows[index::count]
     return rows
 
 
@@ -120,7 +133,8 @@ def resolve_captions(
     return captions
 
 
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write JSON atomically (a reader never sees half a file)."""
     partial = path.with_suffix(".part")
     partial.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     partial.replace(path)
@@ -200,11 +214,11 @@ class RunPlan:
         return max(self.CRITICAL_PATH_CALLS * latency, model, judge)
 
 
-def plan_run(config: RunConfig, check_images: bool = True) -> RunPlan:
+def plan_run(config: RunConfig) -> RunPlan:
     """Load and check the data and work out the dialogues and calls of a run."""
-    options = LoadOptions(variants=config.variants, check_images=check_images)
+    options = LoadOptions(variants=config.variants, check_images=config.check_images)
     benchmark = load_benchmark(config.dataset, config.splits, config.revision, options)
-    rows = tuple(select_rows(benchmark, config.splits, config.limit))
+    rows = tuple(select_rows(benchmark, config.splits, config.limit, config.shard))
     dialogues = tuple(
         d for row in rows for d in expand_row(row, config.modalities, config.variants)
     )
@@ -279,5 +293,5 @@ def run_benchmark(
         for role, limiter in limits.items()
     }
     summary["metadata"]["images_encoded"] = images.encoded
-    _write_json(config.out / "summary.json", summary)
+    write_json(config.out / "summary.json", summary)
     return RunResult(summary, outcome, planned)

@@ -152,6 +152,36 @@ class Store:
         ).fetchone()
         return {"ok": int(ok), "failed": int(failed)}
 
+    def merge(self, other: Path) -> None:
+        """Take in the records of another store file of the same format.
+
+        An answer replaces a recorded failure of the same call; a failure never replaces
+        anything.
+        """
+        columns = (
+            "key, model, kind, item, output, finish_reason, parsed, input_tokens, "
+            "output_tokens, latency_s, error, created_at"
+        )
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns.split(", ")[1:])
+        try:
+            self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
+            try:
+                self._db.execute("BEGIN")
+                self._db.execute(
+                    f"INSERT INTO calls ({columns}) SELECT {columns} FROM other.calls "
+                    f"WHERE error IS NULL ON CONFLICT(key) DO UPDATE SET {updates} "
+                    "WHERE calls.error IS NOT NULL"
+                )
+                self._db.execute(
+                    f"INSERT OR IGNORE INTO calls ({columns}) SELECT {columns} FROM other.calls "
+                    "WHERE error IS NOT NULL"
+                )
+                self._db.execute("COMMIT")
+            finally:
+                self._db.execute("DETACH DATABASE other")
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot merge {other} into {self.path}: {error}") from error
+
     def close(self) -> None:
         """Close the database and let other runs use it."""
         self._db.close()
