@@ -1,4 +1,4 @@
-"""Images as providers send them: base64 of the original bytes, encoded once per run."""
+"""Images as providers send them: base64 of the original bytes, encoded once while in use."""
 
 from __future__ import annotations
 
@@ -19,15 +19,15 @@ _MEDIA_TYPES = {
 
 @dataclass(frozen=True, slots=True)
 class EncodedImage:
-    """An image ready to send: media type and base64 payload."""
+    """An image ready to send, held once as the ASCII bytes of its `data:` URL."""
 
     media_type: str
-    data: str
+    data_url: bytes
 
     @property
-    def data_url(self) -> str:
-        """The `data:` URL form used by OpenAI-compatible APIs."""
-        return f"data:{self.media_type};base64,{self.data}"
+    def data(self) -> str:
+        """The base64 payload alone (Anthropic's form)."""
+        return self.data_url[len(f"data:{self.media_type};base64,") :].decode("ascii")
 
 
 def _media_type(data: bytes) -> str | None:
@@ -37,10 +37,11 @@ def _media_type(data: bytes) -> str | None:
 
 
 class ImageEncoder:
-    """Turns image ids into `EncodedImage`s, each at most once per run.
+    """Turns image ids into `EncodedImage`s, each encoded once while it is in use.
 
     PNG, JPEG, GIF and WebP bytes are sent as they are (no decode); other formats are
-    converted to PNG once.
+    converted to PNG once. `release` drops an image nobody needs any more, which keeps
+    memory to the images of the dialogues in flight.
     """
 
     def __init__(self, read: Callable[[str], bytes]) -> None:
@@ -55,6 +56,10 @@ class ImageEncoder:
             self.encoded += 1
         return cached
 
+    def release(self, image_id: str) -> None:
+        """Forget an image (it is encoded again if asked for later)."""
+        self._cache.pop(image_id, None)
+
     @staticmethod
     def _encode(data: bytes) -> EncodedImage:
         media_type = _media_type(data)
@@ -63,4 +68,5 @@ class ImageEncoder:
                 buffer = io.BytesIO()
                 image.save(buffer, format="PNG")
             data, media_type = buffer.getvalue(), "image/png"
-        return EncodedImage(media_type, base64.b64encode(data).decode("ascii"))
+        prefix = f"data:{media_type};base64,".encode("ascii")
+        return EncodedImage(media_type, prefix + base64.b64encode(data))
