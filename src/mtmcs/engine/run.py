@@ -245,13 +245,21 @@ def run_benchmark(
     model = create_model_pool(
         config.model,
         images,
-        replace(options, on_rate_limit=limits["model"].throttled),
+        replace(
+            options,
+            on_rate_limit=limits["model"].throttled,
+            connections=config.settings.max_connections,
+        ),
         config.base_urls,
     )
     judge = create_model_pool(
         config.judge,
         images,
-        replace(options, on_rate_limit=limits["judge"].throttled),
+        replace(
+            options,
+            on_rate_limit=limits["judge"].throttled,
+            connections=config.settings.judge_max_connections,
+        ),
         config.judge_base_urls,
         judge=True,
     )
@@ -269,6 +277,7 @@ def run_benchmark(
             settings=config.settings,
             limits=limits,
             on_call=on_call,
+            images=images,
         )
         try:
             return await scheduler.run(dialogues)

@@ -18,6 +18,7 @@ from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.store import CallRecord, Store, request_key
 from mtmcs.errors import ProviderError, redact
 from mtmcs.models.base import CallFailed, ChatModel, ChatRequest
+from mtmcs.models.images import ImageEncoder
 from mtmcs.protocol.judge import Verdict, judge_messages, parse_verdict
 from mtmcs.protocol.messages import ImagePlacement, turn_messages
 from mtmcs.protocol.parsing import parse_mcq, parse_tf
@@ -107,9 +108,12 @@ class Scheduler:
         settings: RunSettings,
         limits: Mapping[Role, AdaptiveLimiter],
         on_call: Callable[[Role], None] | None = None,
+        images: ImageEncoder | None = None,
     ) -> None:
         self._models: dict[Role, ChatModel] = {"model": model, "judge": judge}
         self._limits = limits
+        self._images = images
+        self._image_users: Counter[str] = Counter()
         self._store = store
         self._captions = captions
         self._settings = settings
@@ -117,15 +121,36 @@ class Scheduler:
         self._successes: dict[Role, int] = {"model": 0, "judge": 0}
         self.outcome = RunOutcome()
 
+    def window(self) -> int:
+        """How many dialogues are under way at once: enough to keep every connection busy.
+
+        Dialogues start in order as earlier ones finish, so only the images of the rows under
+        way are held in memory, each released when its last dialogue is done.
+        """
+        settings = self._settings
+        return max(64, 2 * settings.max_connections + settings.judge_max_connections)
+
     async def run(self, dialogues: Sequence[Dialogue]) -> RunOutcome:
         """Run every dialogue to the end (failed calls are recorded, not raised)."""
+        self._image_users.update(d.image_id for d in dialogues if d.image_id is not None)
+        slots = asyncio.Semaphore(self.window())
         try:
             async with asyncio.TaskGroup() as group:
                 for dialogue in dialogues:
-                    group.create_task(self._dialogue(dialogue))
+                    await slots.acquire()
+                    task = group.create_task(self._dialogue(dialogue))
+                    task.add_done_callback(lambda _: slots.release())
         except* ProviderError as errors:
             raise errors.exceptions[0] from None
         return self.outcome
+
+    def _finished(self, dialogue: Dialogue) -> None:
+        image = dialogue.image_id
+        if image is None or self._images is None:
+            return
+        self._image_users[image] -= 1
+        if self._image_users[image] == 0:
+            self._images.release(image)
 
     async def _call(
         self, role: Role, item: str, request: ChatRequest, options: Sequence[str] = ()
@@ -202,6 +227,12 @@ class Scheduler:
             self._on_call(role)
 
     async def _dialogue(self, dialogue: Dialogue) -> None:
+        try:
+            await self._run_dialogue(dialogue)
+        finally:
+            self._finished(dialogue)
+
+    async def _run_dialogue(self, dialogue: Dialogue) -> None:
         decoding = self._settings.decoding(self._settings.turn)
         replies: list[str] = []
         for turn in range(len(dialogue.turns)):

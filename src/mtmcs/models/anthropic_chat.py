@@ -41,6 +41,7 @@ class AnthropicChat:
         max_retries: int,
         timeout: float,
         on_rate_limit: RateLimitHook | None = None,
+        connections: int = 32,
     ) -> None:
         self.name = name
         self._model = model
@@ -51,7 +52,9 @@ class AnthropicChat:
             base_url=base_url,
             max_retries=max_retries,
             timeout=timeout,
-            http_client=anthropic.DefaultAsyncHttpxClient(**client_options(timeout, on_rate_limit)),
+            http_client=anthropic.DefaultAsyncHttpxClient(
+                **client_options(timeout, connections, on_rate_limit)
+            ),
         )
 
     def _arguments(self, request: ChatRequest) -> dict[str, Any]:

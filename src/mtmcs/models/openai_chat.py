@@ -61,6 +61,7 @@ class OpenAIChat:
         timeout: float,
         token_parameter: TokenParameter,
         on_rate_limit: RateLimitHook | None = None,
+        connections: int = 32,
     ) -> None:
         self.name = name
         self._model = model
@@ -72,7 +73,9 @@ class OpenAIChat:
             base_url=base_url,
             max_retries=max_retries,
             timeout=timeout,
-            http_client=openai.DefaultAsyncHttpxClient(**client_options(timeout, on_rate_limit)),
+            http_client=openai.DefaultAsyncHttpxClient(
+                **client_options(timeout, connections, on_rate_limit)
+            ),
         )
 
     def _arguments(self, request: ChatRequest) -> dict[str, Any]:

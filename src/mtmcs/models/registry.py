@@ -26,6 +26,7 @@ class ProviderOptions:
     timeout: float = 120.0
     seed: int = 0
     on_rate_limit: RateLimitHook | None = None
+    connections: int = 32
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -105,6 +106,7 @@ def create_model(
             max_retries=options.max_retries,
             timeout=options.timeout,
             on_rate_limit=options.on_rate_limit,
+            connections=options.connections,
         )
     from mtmcs.models.openai_chat import OpenAIChat
 
@@ -122,6 +124,7 @@ def create_model(
             timeout=options.timeout,
             token_parameter="max_tokens",
             on_rate_limit=options.on_rate_limit,
+            connections=options.connections,
         )
     return OpenAIChat(
         name,
@@ -133,4 +136,5 @@ def create_model(
         timeout=options.timeout,
         token_parameter="max_completion_tokens",
         on_rate_limit=options.on_rate_limit,
+        connections=options.connections,
     )

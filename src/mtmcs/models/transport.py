@@ -14,39 +14,54 @@ from mtmcs.models.base import CallFailed
 RateLimitHook = Callable[[float | None], None]
 """Told about every 429 response (retried ones included), with the attempt's start time."""
 
-CONNECTION_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=1000)
+POOL_SIZE = 32
+"""Connections per httpx pool: httpx scans its whole pool on every request, so many
+connections are split over several small pools rather than kept in one big one."""
 
 
 class DeadlineTransport(httpx2.AsyncBaseTransport):
-    """Bounds each attempt's whole response, not just each read.
+    """Bounds each attempt's whole response, and spreads requests over small pools.
 
     The SDKs' timeouts apply per read, so a server that drips bytes would hold a call for
-    ever. Past the deadline the attempt ends as a read timeout, which the SDK retries like any
-    other timeout.
+    ever; past the deadline the attempt ends as a read timeout, which the SDK retries like
+    any other timeout. Each request goes to the pool with the fewest requests in flight.
     """
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, connections: int = POOL_SIZE) -> None:
         self.seconds = seconds
-        self._inner = httpx2.AsyncHTTPTransport(limits=CONNECTION_LIMITS)
+        count = max(1, -(-connections // POOL_SIZE))
+        limits = httpx2.Limits(max_connections=None, max_keepalive_connections=POOL_SIZE)
+        self._pools = [httpx2.AsyncHTTPTransport(limits=limits) for _ in range(count)]
+        self._in_flight = [0] * count
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        index = min(range(len(self._pools)), key=self._in_flight.__getitem__)
+        self._in_flight[index] += 1
         try:
             async with asyncio.timeout(self.seconds):
-                response = await self._inner.handle_async_request(request)
+                response = await self._pools[index].handle_async_request(request)
                 await response.aread()
         except TimeoutError as error:
             raise httpx2.ReadTimeout(
                 f"no complete response within {self.seconds:g} s", request=request
             ) from error
+        finally:
+            self._in_flight[index] -= 1
         return response
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        for pool in self._pools:
+            await pool.aclose()
 
 
-def client_options(timeout: float, on_rate_limit: RateLimitHook | None) -> dict[str, Any]:
-    """Keyword arguments for the SDKs' default httpx client: deadline and 429 hooks."""
-    return {"transport": DeadlineTransport(timeout), "event_hooks": event_hooks(on_rate_limit)}
+def client_options(
+    timeout: float, connections: int, on_rate_limit: RateLimitHook | None
+) -> dict[str, Any]:
+    """Keyword arguments for the SDKs' default httpx client: transport and 429 hooks."""
+    return {
+        "transport": DeadlineTransport(timeout, connections),
+        "event_hooks": event_hooks(on_rate_limit),
+    }
 
 
 def event_hooks(
