@@ -20,8 +20,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from aiohttp import web  # noqa: E402
-from fakeserver import FakeServer, RecordedRequest, _json_response  # noqa: E402
+from aiohttp import web
+
+from fakeserver import FakeServer, RecordedRequest, _json_response
 
 MCQ_MARK = "Answer with the letter of the correct option only."
 TF_MARK = "Answer with True or False only."
@@ -43,9 +44,7 @@ def _last_text(body: dict[str, Any]) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(
-            part.get("text", "") for part in content if isinstance(part, dict)
-        )
+        return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
     return ""
 
 

@@ -66,8 +66,14 @@ class Server:
 
     def __init__(self, latency: float) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "benchmarks" / "bench_server.py"), "--port", "0",
-             "--latency", str(latency)],
+            [
+                sys.executable,
+                str(ROOT / "benchmarks" / "bench_server.py"),
+                "--port",
+                "0",
+                "--latency",
+                str(latency),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -116,15 +122,24 @@ def run_client(
     py_spy: Path | None = None,
 ) -> ClientRun:
     command = [
-        mtmcs_command(), "run",
-        "--dataset", str(data_dir),
-        "--model", "openai-compatible/bench",
-        "--judge", "openai-compatible/judge",
-        "--base-url", server.base_url,
-        "--judge-base-url", server.base_url,
-        "--max-connections", str(connections),
-        "--judge-max-connections", str(connections),
-        "--out", str(out),
+        mtmcs_command(),
+        "run",
+        "--dataset",
+        str(data_dir),
+        "--model",
+        "openai-compatible/bench",
+        "--judge",
+        "openai-compatible/judge",
+        "--base-url",
+        server.base_url,
+        "--judge-base-url",
+        server.base_url,
+        "--max-connections",
+        str(connections),
+        "--judge-max-connections",
+        str(connections),
+        "--out",
+        str(out),
     ]
     out.mkdir(parents=True, exist_ok=True)
     log = (out / "client.log").open("a")
@@ -135,9 +150,20 @@ def run_client(
     if py_spy is not None:
         kind = {".txt": "raw", ".svg": "flamegraph"}.get(py_spy.suffix, "speedscope")
         spy = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--pid", str(process.pid),
-             "--rate", "100", "--format", kind, "--output", str(py_spy)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                str(ROOT / ".venv" / "bin" / "py-spy"),
+                "record",
+                "--pid",
+                str(process.pid),
+                "--rate",
+                "100",
+                "--format",
+                kind,
+                "--output",
+                str(py_spy),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
     first: float | None = None
     killed = False
@@ -181,19 +207,6 @@ def store_mb(out: Path) -> tuple[float, float]:
     return size(out / "store.sqlite"), size(out / "store.sqlite-wal")
 
 
-def find_key(data: Any, name: str) -> Any:
-    """The first value under a key containing `name` (depth first), or None."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if name in key.lower():
-                return value
-        for value in data.values():
-            found = find_key(value, name)
-            if found is not None:
-                return found
-    return None
-
-
 def report(run: ClientRun, latency: float, connections: int, planned: int, label: str) -> None:
     def line(name: str, value: str) -> None:
         print(f"[{label}] {name}: {value}", flush=True)
@@ -211,7 +224,9 @@ def report(run: ClientRun, latency: float, connections: int, planned: int, label
         f"planned {planned}; server received {run.requests}",
     )
     line("wall", f"{run.wall_s:.1f} s (summary wall_s {meta.get('wall_s', '?')})")
-    line("start-up (to first request)", "n/a" if run.startup_s is None else f"{run.startup_s:.1f} s")
+    line(
+        "start-up (to first request)", "n/a" if run.startup_s is None else f"{run.startup_s:.1f} s"
+    )
     ideal = max(5 * latency, planned * latency / connections)
     line("ideal max(5L, calls*L/C)", f"{ideal:.1f} s")
     line("efficiency ideal/wall", f"{ideal / run.wall_s:.2f}" if ideal > 0 else "n/a (L=0)")
@@ -223,10 +238,12 @@ def report(run: ClientRun, latency: float, connections: int, planned: int, label
     sequential = planned * (latency + per_call)
     line("sequential estimate calls*(L+cpu)", f"{sequential:.0f} s")
     line("speed-up vs sequential", f"{sequential / run.wall_s:.1f}x")
-    images = find_key(meta, "image") if meta else None
-    if isinstance(images, str):  # image_placement is not an image count
-        images = None
-    line("images encoded", "n/a (not in summary.json metadata)" if images is None else str(images))
+    images = meta.get("images", {})
+    line(
+        "images",
+        f"{images.get('decoded', '?')} decoded (validation), "
+        f"{images.get('encoded', '?')} encoded (sending)",
+    )
 
 
 def metrics_only(summary: dict[str, Any] | None) -> dict[str, Any]:
@@ -275,11 +292,17 @@ def main(argv: list[str] | None = None) -> int:
             if run.returncode != 0:
                 print((out / "client.log").read_text()[-3000:])
         else:
-            reference = run_client(server, data_dir, out / "reference", connections,
-                                   py_spy=args.py_spy)
+            reference = run_client(
+                server, data_dir, out / "reference", connections, py_spy=args.py_spy
+            )
             report(reference, args.latency, connections, planned, "uninterrupted")
-            killed = run_client(server, data_dir, out / "resumed", connections,
-                                kill_after=int(args.kill_at * planned))
+            killed = run_client(
+                server,
+                data_dir,
+                out / "resumed",
+                connections,
+                kill_after=int(args.kill_at * planned),
+            )
             sizes = store_mb(out / "resumed")
             print(
                 f"[killed] killed: {killed.killed} after {killed.wall_s:.1f} s; server "
@@ -295,9 +318,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"(extra {total - planned}; target <= planned + C = {planned + connections}: "
                 f"{'met' if total <= planned + connections else 'MISSED'})"
             )
-            same = (
-                resumed.summary is not None
-                and metrics_only(resumed.summary) == metrics_only(reference.summary)
+            same = resumed.summary is not None and metrics_only(resumed.summary) == metrics_only(
+                reference.summary
             )
             print(f"[kill-resume] resumed metrics equal the uninterrupted run's: {same}")
     finally:

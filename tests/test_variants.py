@@ -57,7 +57,9 @@ def test_variant_run_sends_each_variant_image_and_reports_each_variant(
     assert result.complete
     calls = result.summary["metadata"]["calls"]
     assert (calls["model"]["made"], calls["judge"]["made"]) == (24 + 3 * 12, 4 + 3 * 2)
-    assert result.summary["metadata"]["images_encoded"] == 4
+    # Validation decodes every image of the split once (12 rows × 4); sending encodes only
+    # the 4 images of the row that runs.
+    assert result.summary["metadata"]["images"] == {"decoded": 12 * 4, "encoded": 4}
 
     sent = {url.split(",", 1)[1] for r in server.requests for url in image_urls(r)}
     expected = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -9,7 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mtmcs.data.records import RawImage, duplicate_problems, parse_record
+from mtmcs.data.records import ImageChecker, RawImage, duplicate_problems, parse_record
 from mtmcs.errors import ConfigError, DataError, Problem
 from mtmcs.protocol.types import SPLITS, Row, Split
 
@@ -39,6 +40,7 @@ class Benchmark:
     rows: tuple[Row, ...]
     images: Mapping[str, ImageRef] = field(repr=False)
     captions_path: Path | None = None
+    images_decoded: int = 0
 
     def image_bytes(self, image_id: str) -> bytes:
         """The encoded bytes of an image, read on demand."""
@@ -56,21 +58,31 @@ class LoadOptions:
 ImageRecord = tuple[dict[str, Any], list[RawImage], list[ImageRef]]
 
 
+CHECK_BATCH = 32
+
+
 def _check(
-    records: Iterable[ImageRecord], split: Split, source: str, options: LoadOptions
+    records: Iterable[ImageRecord],
+    split: Split,
+    source: str,
+    checker: ImageChecker | None,
 ) -> tuple[list[Row], dict[str, ImageRef], list[Problem]]:
+    """Typed rows and every problem; images are decoded by `checker`, a batch at a time."""
     rows: list[Row] = []
     images: dict[str, ImageRef] = {}
     problems: list[Problem] = []
     ids: list[object] = []
-    for record, raw_images, refs in records:
-        ids.append(record.get("id"))
-        row, found = parse_record(record, split, source, raw_images, options.check_images)
-        problems += found
-        if row is not None:
-            rows.append(row)
-            for key, ref in zip((row.image_id, *row.variant_image_ids), refs, strict=True):
-                images[key] = ref
+    iterator = iter(records)
+    while batch := list(itertools.islice(iterator, CHECK_BATCH)):
+        checked = [checker.check(raw) if checker is not None else raw for _, raw, _ in batch]
+        for (record, _, refs), raw_images in zip(batch, checked, strict=True):
+            ids.append(record.get("id"))
+            row, found = parse_record(record, split, source, raw_images, check_images=False)
+            problems += found
+            if row is not None:
+                rows.append(row)
+                for key, ref in zip((row.image_id, *row.variant_image_ids), refs, strict=True):
+                    images[key] = ref
     problems += duplicate_problems(ids, split, source)
     return rows, images, problems
 
@@ -133,14 +145,18 @@ def _finish(
     name: str,
     revision: str | None,
     parts: list[tuple[list[Row], dict[str, ImageRef], list[Problem]]],
+    checker: ImageChecker | None,
     captions_path: Path | None = None,
 ) -> Benchmark:
+    if checker is not None:
+        checker.close()
     problems = [problem for _, _, found in parts for problem in found]
     if problems:
         raise DataError(problems)
     rows = tuple(row for found, _, _ in parts for row in found)
     images = {key: ref for _, refs, _ in parts for key, ref in refs.items()}
-    return Benchmark(name, revision, rows, images, captions_path)
+    decoded = checker.decoded if checker is not None else 0
+    return Benchmark(name, revision, rows, images, captions_path, decoded)
 
 
 def load_official(
@@ -156,6 +172,7 @@ def load_official(
     datasets = _quiet_datasets()
 
     parts = []
+    checker = ImageChecker() if options.check_images else None
     for split in splits:
         try:
             dataset = datasets.load_dataset(repo, split=split, revision=revision)
@@ -166,10 +183,10 @@ def load_official(
             ) from error
         parts.append(
             _check(
-                _dataset_records(_undecoded(dataset), options), split, f"{repo}:{split}", options
+                _dataset_records(_undecoded(dataset), options), split, f"{repo}:{split}", checker
             )
         )
-    return _finish(repo, revision, parts)
+    return _finish(repo, revision, parts, checker)
 
 
 def _parquet_problems(path: Path, split: Split) -> list[Problem]:
@@ -210,6 +227,7 @@ def load_parquet_dir(
     if problems:
         raise DataError(problems)
     parts = []
+    checker = ImageChecker() if options.check_images else None
     for split, found in files.items():
         source = ", ".join(str(path) for path in found)
         try:
@@ -218,9 +236,11 @@ def load_parquet_dir(
             )
         except Exception as error:
             raise DataError([Problem(source, split, None, "", f"cannot load: {error}")]) from error
-        parts.append(_check(_dataset_records(_undecoded(dataset), options), split, source, options))
+        parts.append(_check(_dataset_records(_undecoded(dataset), options), split, source, checker))
     captions = directory / "captions.json"
-    return _finish(name or str(directory), None, parts, captions if captions.is_file() else None)
+    return _finish(
+        name or str(directory), None, parts, checker, captions if captions.is_file() else None
+    )
 
 
 def _jsonl_records(
@@ -292,17 +312,20 @@ def load_jsonl_dir(
 ) -> Benchmark:
     """`type_a.jsonl` / `type_b.jsonl` with image paths relative to the directory."""
     parts = []
+    checker = ImageChecker() if options.check_images else None
     for split in splits:
         path = directory / f"{split}.jsonl"
         if not path.is_file():
             raise DataError([Problem(str(path), split, None, "", "file not found")])
         problems: list[Problem] = []
         rows, images, found = _check(
-            _jsonl_records(path, directory, split, problems, options), split, str(path), options
+            _jsonl_records(path, directory, split, problems, options), split, str(path), checker
         )
         parts.append((rows, images, problems + found))
     captions = directory / "captions.json"
-    return _finish(name or str(directory), None, parts, captions if captions.is_file() else None)
+    return _finish(
+        name or str(directory), None, parts, checker, captions if captions.is_file() else None
+    )
 
 
 def load_benchmark(

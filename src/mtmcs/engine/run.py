@@ -301,6 +301,9 @@ def run_benchmark(
         }
         for role, limiter in limits.items()
     }
-    summary["metadata"]["images_encoded"] = images.encoded
+    summary["metadata"]["images"] = {
+        "decoded": benchmark.images_decoded,  # once each, to validate them
+        "encoded": images.encoded,  # base64 for sending, once each while in use
+    }
     write_json(config.out / "summary.json", summary)
     return RunResult(summary, outcome, planned)
