@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mtmcs.data.records import ImageChecker, RawImage, duplicate_problems, parse_record
+from mtmcs.data.intake import ImageIntake, ImageRef
+from mtmcs.data.records import RawImage, duplicate_problems, parse_record
 from mtmcs.errors import ConfigError, DataError, Problem
 from mtmcs.protocol.types import SPLITS, Row, Split
 
@@ -27,8 +28,6 @@ REQUIRED_COLUMNS = (
     "multimodal_tf",
     "unimodal_tf",
 )
-
-ImageRef = Callable[[], bytes]
 
 
 @dataclass(frozen=True)
@@ -65,24 +64,32 @@ def _check(
     records: Iterable[ImageRecord],
     split: Split,
     source: str,
-    checker: ImageChecker | None,
+    intake: ImageIntake | None,
 ) -> tuple[list[Row], dict[str, ImageRef], list[Problem]]:
-    """Typed rows and every problem; images are decoded by `checker`, a batch at a time."""
+    """Typed rows and every problem; images go through `intake`, a batch at a time."""
     rows: list[Row] = []
     images: dict[str, ImageRef] = {}
     problems: list[Problem] = []
     ids: list[object] = []
     iterator = iter(records)
     while batch := list(itertools.islice(iterator, CHECK_BATCH)):
-        checked = [checker.check(raw) if checker is not None else raw for _, raw, _ in batch]
-        for (record, _, refs), raw_images in zip(batch, checked, strict=True):
+        flat = [image for _, raw, _ in batch for image in raw]
+        lazy = [ref for _, _, refs in batch for ref in refs]
+        if intake is not None:  # the whole batch at once, decoded in parallel
+            taken = intake.take(flat)
+            flat = [image for image, _ in taken]
+            lazy = [spooled or ref for (_, spooled), ref in zip(taken, lazy, strict=True)]
+        start = 0
+        for record, raw, _ in batch:
+            end = start + len(raw)
             ids.append(record.get("id"))
-            row, found = parse_record(record, split, source, raw_images, check_images=False)
+            row, found = parse_record(record, split, source, flat[start:end], check_images=False)
             problems += found
             if row is not None:
                 rows.append(row)
-                for key, ref in zip((row.image_id, *row.variant_image_ids), refs, strict=True):
-                    images[key] = ref
+                keys = (row.image_id, *row.variant_image_ids)
+                images.update(zip(keys, lazy[start:end], strict=True))
+            start = end
     problems += duplicate_problems(ids, split, source)
     return rows, images, problems
 
@@ -93,24 +100,48 @@ def _image_data(value: object) -> bytes | str:
     return "no image bytes"
 
 
+def _dataset_rows(dataset: Any, columns: list[str]) -> Iterator[dict[str, Any]]:
+    """Rows of `columns`, read from the dataset's Arrow files with plain reads, a batch at a
+    time: memory-mapped pages of every image would otherwise stay in the process's memory."""
+    import pyarrow as pa
+
+    files = [entry["filename"] for entry in dataset.cache_files]
+    if not files:
+        yield from dataset.select_columns(columns)
+        return
+    for filename in files:
+        with pa.OSFile(filename) as source:
+            for batch in pa.ipc.open_stream(source):
+                yield from batch.select(columns).to_pylist()
+
+
 def _dataset_records(dataset: Any, options: LoadOptions) -> Iterator[ImageRecord]:
-    """Records with their images; image bytes are read only where they are checked or used."""
+    """Records with their images; image bytes are read only where they are checked.
+
+    Unchecked images (a dry run) are read lazily from the dataset when asked for.
+    """
     base = dataset.data.column("image")
     variants = dataset.data.column("variant_images") if options.variants else None
-    skip = {"variant_images"} | (set() if options.check_images else {"image"})
-    text = dataset.select_columns([c for c in dataset.column_names if c not in skip])
-    for index, record in enumerate(text):
+    skip = set() if options.check_images else {"image", "variant_images"}
+    if not options.variants:
+        skip.add("variant_images")
+    columns = [c for c in dataset.column_names if c not in skip]
+    for index, record in enumerate(_dataset_rows(dataset, columns)):
         data = _image_data(record["image"]) if options.check_images else b""
         images = [RawImage("image", data)]
         refs: list[ImageRef] = [partial(_arrow_image, base, index)]
         if variants is not None:
-            listed = variants[index].values
-            if listed is None or len(listed) == 0:
+            listed = (
+                record["variant_images"]
+                if options.check_images
+                else [None] * len(variants[index].values or ())
+            )
+            if not listed:
                 images.append(RawImage("variant_images", "no variant images (--variants)"))
                 refs.append(partial(bytes))
-            for k in range(len(listed) if listed is not None else 0):
-                item = _image_data(listed[k].as_py()) if options.check_images else b""
-                images.append(RawImage(f"variant_images[{k}]", item))
+            for k, item in enumerate(listed or ()):
+                data = _image_data(item) if options.check_images else b""
+                images.append(RawImage(f"variant_images[{k}]", data))
                 refs.append(partial(_arrow_variant, variants, index, k))
         yield record, images, refs
 
@@ -131,31 +162,21 @@ def _quiet_datasets() -> Any:
     return datasets
 
 
-def _undecoded(dataset: Any) -> Any:
-    """The same dataset with images as raw bytes: decoding happens once, when sending."""
-    from datasets import Image, List
-
-    dataset = dataset.cast_column("image", Image(decode=False))
-    if "variant_images" in dataset.column_names:
-        dataset = dataset.cast_column("variant_images", List(Image(decode=False)))
-    return dataset
-
-
 def _finish(
     name: str,
     revision: str | None,
     parts: list[tuple[list[Row], dict[str, ImageRef], list[Problem]]],
-    checker: ImageChecker | None,
+    intake: ImageIntake | None,
     captions_path: Path | None = None,
 ) -> Benchmark:
-    if checker is not None:
-        checker.close()
+    if intake is not None:
+        intake.close()
     problems = [problem for _, _, found in parts for problem in found]
     if problems:
         raise DataError(problems)
     rows = tuple(row for found, _, _ in parts for row in found)
     images = {key: ref for _, refs, _ in parts for key, ref in refs.items()}
-    decoded = checker.decoded if checker is not None else 0
+    decoded = intake.decoded if intake is not None else 0
     return Benchmark(name, revision, rows, images, captions_path, decoded)
 
 
@@ -172,7 +193,7 @@ def load_official(
     datasets = _quiet_datasets()
 
     parts = []
-    checker = ImageChecker() if options.check_images else None
+    intake = ImageIntake() if options.check_images else None
     for split in splits:
         try:
             dataset = datasets.load_dataset(repo, split=split, revision=revision)
@@ -181,12 +202,8 @@ def load_official(
                 f"cannot load {repo} split {split} (revision {revision or 'main'}): "
                 f"{type(error).__name__}: {error}"
             ) from error
-        parts.append(
-            _check(
-                _dataset_records(_undecoded(dataset), options), split, f"{repo}:{split}", checker
-            )
-        )
-    return _finish(repo, revision, parts, checker)
+        parts.append(_check(_dataset_records(dataset, options), split, f"{repo}:{split}", intake))
+    return _finish(repo, revision, parts, intake)
 
 
 def _parquet_problems(path: Path, split: Split) -> list[Problem]:
@@ -227,7 +244,7 @@ def load_parquet_dir(
     if problems:
         raise DataError(problems)
     parts = []
-    checker = ImageChecker() if options.check_images else None
+    intake = ImageIntake() if options.check_images else None
     for split, found in files.items():
         source = ", ".join(str(path) for path in found)
         try:
@@ -236,10 +253,10 @@ def load_parquet_dir(
             )
         except Exception as error:
             raise DataError([Problem(source, split, None, "", f"cannot load: {error}")]) from error
-        parts.append(_check(_dataset_records(_undecoded(dataset), options), split, source, checker))
+        parts.append(_check(_dataset_records(dataset, options), split, source, intake))
     captions = directory / "captions.json"
     return _finish(
-        name or str(directory), None, parts, checker, captions if captions.is_file() else None
+        name or str(directory), None, parts, intake, captions if captions.is_file() else None
     )
 
 
@@ -312,19 +329,19 @@ def load_jsonl_dir(
 ) -> Benchmark:
     """`type_a.jsonl` / `type_b.jsonl` with image paths relative to the directory."""
     parts = []
-    checker = ImageChecker() if options.check_images else None
+    intake = ImageIntake() if options.check_images else None
     for split in splits:
         path = directory / f"{split}.jsonl"
         if not path.is_file():
             raise DataError([Problem(str(path), split, None, "", "file not found")])
         problems: list[Problem] = []
         rows, images, found = _check(
-            _jsonl_records(path, directory, split, problems, options), split, str(path), checker
+            _jsonl_records(path, directory, split, problems, options), split, str(path), intake
         )
         parts.append((rows, images, problems + found))
     captions = directory / "captions.json"
     return _finish(
-        name or str(directory), None, parts, checker, captions if captions.is_file() else None
+        name or str(directory), None, parts, intake, captions if captions.is_file() else None
     )
 
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
-import os
 import warnings
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,46 +148,6 @@ class RawImage:
 
     field: str
     data: bytes | str | None
-
-
-class ImageChecker:
-    """Decodes images in a thread pool, each distinct content once.
-
-    Pillow decodes without holding the GIL, so threads use every core; the two splits of
-    the official data share their photos, so identical bytes are decoded once.
-    """
-
-    def __init__(self, workers: int | None = None) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 2))
-        self._verdicts: dict[bytes, str | None] = {}
-        self.decoded = 0
-
-    def check(self, images: Sequence[RawImage]) -> list[RawImage]:
-        """The same images, with the reason in place of the bytes of any that do not decode."""
-        digests = [
-            hashlib.blake2b(image.data, digest_size=16).digest()
-            if isinstance(image.data, bytes)
-            else b""
-            for image in images
-        ]
-        todo = {
-            digest: image.data
-            for digest, image in zip(digests, images, strict=True)
-            if digest and digest not in self._verdicts and isinstance(image.data, bytes)
-        }
-        for digest, verdict in zip(todo, self._pool.map(check_image, todo.values()), strict=True):
-            self._verdicts[digest] = verdict
-        self.decoded += len(todo)
-        return [
-            RawImage(image.field, verdict)
-            if digest and (verdict := self._verdicts[digest]) is not None
-            else image
-            for digest, image in zip(digests, images, strict=True)
-        ]
-
-    def close(self) -> None:
-        """Stop the worker threads."""
-        self._pool.shutdown()
 
 
 def image_id(split: Split, row_id: int, variant: int = 0) -> str:
