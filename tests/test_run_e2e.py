@@ -388,3 +388,16 @@ def test_llm_judge_without_captions_for_a_multimodal_dialogue_is_refused(
     with pytest.raises(Exception, match="no caption"):
         run_benchmark(config(server, tmp_path / "run", captions=captions))
     assert server.request_count == 0
+
+
+def test_image_ids_that_prefix_each_other_get_their_own_images() -> None:
+    from mtmcs.models.images import ImageEncoder
+    from mtmcs.models.openai_chat import openai_content, request_body
+    from mtmcs.protocol.messages import Message
+
+    images = ImageEncoder(lambda image_id: b"\x89PNG\r\n\x1a\n" + image_id.encode())
+    messages = (Message("user", "one", "type_a/1"), Message("user", "twelve", "type_a/12"))
+    arguments = {"messages": [{"role": m.role, "content": openai_content(m)} for m in messages]}
+    sent = json.loads(request_body(arguments, images, messages))
+    urls = [m["content"][0]["image_url"]["url"] for m in sent["messages"]]
+    assert urls == [images("type_a/1").data_url.decode(), images("type_a/12").data_url.decode()]

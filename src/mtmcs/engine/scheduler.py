@@ -127,8 +127,7 @@ class Scheduler:
         Dialogues start in order as earlier ones finish, so only the images of the rows under
         way are held in memory, each released when its last dialogue is done.
         """
-        settings = self._settings
-        return max(64, 2 * settings.max_connections + settings.judge_max_connections)
+        return max(64, 2 * self._settings.max_connections)
 
     async def run(self, dialogues: Sequence[Dialogue]) -> RunOutcome:
         """Run every dialogue to the end (failed calls are recorded, not raised)."""
