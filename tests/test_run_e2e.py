@@ -124,6 +124,9 @@ def test_one_row_costs_24_model_calls_and_4_judge_calls_in_protocol_order(
         images = [has_image(m) for m in final]
         expected = [dialogue.modality == "multimodal"] + [False] * 4
         assert images == expected, dialogue.id
+        # The body goes out in pieces but with a plain Content-Length, not chunked.
+        assert "transfer-encoding" not in by_length[5].headers
+        assert int(by_length[5].headers["content-length"]) > 0
         assert by_length[5].body["max_tokens"] == 128
         assert by_length[5].body["temperature"] == 0.1
 
@@ -392,12 +395,14 @@ def test_llm_judge_without_captions_for_a_multimodal_dialogue_is_refused(
 
 def test_image_ids_that_prefix_each_other_get_their_own_images() -> None:
     from mtmcs.models.images import ImageEncoder
-    from mtmcs.models.openai_chat import openai_content, request_body
+    from mtmcs.models.openai_chat import RequestBody, openai_content
     from mtmcs.protocol.messages import Message
 
     images = ImageEncoder(lambda image_id: b"\x89PNG\r\n\x1a\n" + image_id.encode())
     messages = (Message("user", "one", "type_a/1"), Message("user", "twelve", "type_a/12"))
     arguments = {"messages": [{"role": m.role, "content": openai_content(m)} for m in messages]}
-    sent = json.loads(request_body(arguments, images, messages))
+    body = RequestBody(arguments, images, messages)
+    sent = json.loads(body.read())
+    assert body.length == len(body.read())
     urls = [m["content"][0]["image_url"]["url"] for m in sent["messages"]]
     assert urls == [images("type_a/1").data_url.decode(), images("type_a/12").data_url.decode()]

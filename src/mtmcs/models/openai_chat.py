@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import openai
@@ -31,27 +32,52 @@ def openai_content(message: Message) -> str | list[dict[str, Any]]:
     ]
 
 
-def request_body(
-    arguments: dict[str, Any], images: ImageEncoder, messages: tuple[Message, ...]
-) -> bytes:
-    """The JSON body, with each image's cached data URL joined in as bytes.
+class RequestBody:
+    """A JSON body in pieces: the JSON text, with each image's cached data URL in between.
 
-    Serialising a multi-megabyte base64 string again for every call would cost more than
-    everything else a call does: the JSON keeps a slot per image, and the body is joined
-    from the JSON pieces and the cached data URLs in one copy.
+    Serialising a multi-megabyte base64 string for every call, or even copying it into one
+    body, would cost more memory and CPU than everything else a call does: the pieces are
+    sent one after the other (with an explicit Content-Length), straight from the cache.
+    The SDK retries only bodies it can rewind, which it recognises by `seek`/`tell`, so the
+    body offers them; each iteration sends the whole body again.
     """
-    pieces = [json.dumps(arguments, ensure_ascii=False, separators=(",", ":")).encode()]
-    for image_id in dict.fromkeys(m.image_id for m in messages if m.image_id is not None):
-        slot = f'{_IMAGE_SLOT}:{image_id}"'.encode()  # the closing quote ends the id
-        url = images(image_id).data_url
-        spliced: list[bytes] = []
-        for piece in pieces:
-            for index, part in enumerate(piece.split(slot)):
-                if index:
-                    spliced += [url, b'"']
-                spliced.append(part)
-        pieces = spliced
-    return b"".join(pieces)
+
+    def __init__(
+        self, arguments: dict[str, Any], images: ImageEncoder, messages: tuple[Message, ...]
+    ) -> None:
+        pieces = [json.dumps(arguments, ensure_ascii=False, separators=(",", ":")).encode()]
+        for image_id in dict.fromkeys(m.image_id for m in messages if m.image_id is not None):
+            slot = f'{_IMAGE_SLOT}:{image_id}"'.encode()  # the closing quote ends the id
+            url = images(image_id).data_url  # shared, never copied
+            spliced: list[bytes] = []
+            for piece in pieces:
+                for index, part in enumerate(piece.split(slot)):
+                    if index:
+                        spliced += [url, b'"']
+                    spliced.append(part)
+            pieces = spliced
+        self.pieces = tuple(pieces)
+        self.length = sum(len(piece) for piece in pieces)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self.pieces:
+            yield piece
+
+    def read(self, size: int = -1) -> bytes:
+        """The whole body (file-like access, for completeness)."""
+        return b"".join(self.pieces)
+
+    def seekable(self) -> bool:
+        """Always: every iteration starts from the beginning."""
+        return True
+
+    def tell(self) -> int:
+        """Position 0: iteration always starts at the beginning."""
+        return 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Rewind (a no-op: iteration always starts at the beginning)."""
+        return 0
 
 
 class OpenAIChat:
@@ -103,9 +129,12 @@ class OpenAIChat:
 
     async def complete(self, request: ChatRequest) -> Completion:
         try:
-            body = request_body(self._arguments(request), self._images, request.messages)
+            body = RequestBody(self._arguments(request), self._images, request.messages)
             response = await self._client.post(
-                "/chat/completions", cast_to=ChatCompletion, content=body
+                "/chat/completions",
+                cast_to=ChatCompletion,
+                content=body,
+                options={"headers": {"Content-Length": str(body.length)}},
             )
         except openai.APITimeoutError as error:
             raise CallFailed(f"timed out: {error}") from error
