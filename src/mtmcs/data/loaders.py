@@ -162,6 +162,13 @@ def _quiet_datasets() -> Any:
     return datasets
 
 
+def _release_arrow_memory() -> None:
+    """Hand the batches' memory back: Arrow's allocator otherwise keeps it for reuse."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
 def _finish(
     name: str,
     revision: str | None,
@@ -171,6 +178,7 @@ def _finish(
 ) -> Benchmark:
     if intake is not None:
         intake.close()
+    _release_arrow_memory()
     problems = [problem for _, _, found in parts for problem in found]
     if problems:
         raise DataError(problems)
