@@ -105,11 +105,21 @@ class ClientRun:
     returncode: int
     wall_s: float
     startup_s: float | None  # until the server saw the first request of this run
+    startup_cpu_s: float | None  # client CPU spent by then (loading and checking the data)
     cpu_s: float
     maxrss_mb: float
     requests: int  # requests the server received during this run
     killed: bool = False
     summary: dict[str, Any] | None = field(default=None, repr=False)
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a running process (Linux /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_client(
@@ -166,6 +176,7 @@ def run_client(
             stderr=subprocess.DEVNULL,
         )
     first: float | None = None
+    first_cpu: float | None = None
     killed = False
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
@@ -175,6 +186,7 @@ def run_client(
         made = server.count() - before
         if first is None and made > 0:
             first = time.perf_counter() - started
+            first_cpu = process_cpu_s(process.pid)
         if kill_after is not None and not killed and made >= kill_after:
             os.kill(process.pid, signal.SIGKILL)
             killed = True
@@ -192,6 +204,7 @@ def run_client(
         returncode=process.returncode,
         wall_s=wall,
         startup_s=first,
+        startup_cpu_s=first_cpu,
         cpu_s=usage.ru_utime + usage.ru_stime,
         maxrss_mb=usage.ru_maxrss / 1024,
         requests=server.count() - before,
@@ -231,7 +244,14 @@ def report(run: ClientRun, latency: float, connections: int, planned: int, label
     line("ideal max(5L, calls*L/C)", f"{ideal:.1f} s")
     line("efficiency ideal/wall", f"{ideal / run.wall_s:.2f}" if ideal > 0 else "n/a (L=0)")
     per_call = run.cpu_s / run.requests if run.requests else float("nan")
-    line("client CPU", f"{run.cpu_s:.1f} s = {1000 * per_call:.2f} ms per call")
+    line("client CPU", f"{run.cpu_s:.1f} s = {1000 * per_call:.2f} ms per call (all)")
+    if run.startup_cpu_s is not None and run.requests:
+        calls_cpu = run.cpu_s - run.startup_cpu_s
+        line(
+            "client CPU of the calls phase",
+            f"{calls_cpu:.1f} s = {1000 * calls_cpu / run.requests:.2f} ms per call "
+            f"(start-up: {run.startup_cpu_s:.1f} s loading and checking the data)",
+        )
     line("client peak RSS", f"{run.maxrss_mb:.0f} MB")
     main_mb, wal_mb = store_mb(run.out)
     line("store size", f"{main_mb + wal_mb:.1f} MB (sqlite {main_mb:.1f} + wal {wal_mb:.1f})")
