@@ -6,10 +6,9 @@ from typing import Any
 
 import anthropic
 
-from mtmcs.errors import ProviderError
 from mtmcs.models.base import CallFailed, ChatRequest, Completion
 from mtmcs.models.images import ImageEncoder
-from mtmcs.models.transport import RateLimitHook, client_options, connection_failure
+from mtmcs.models.transport import RateLimitHook, client_options, sdk_errors
 from mtmcs.protocol.messages import Message
 
 
@@ -76,25 +75,8 @@ class AnthropicChat:
         return arguments
 
     async def complete(self, request: ChatRequest) -> Completion:
-        try:
+        with sdk_errors(anthropic, self.name, self._model, self._base_url):
             response = await self._client.messages.create(**self._arguments(request))
-        except anthropic.APITimeoutError as error:
-            raise CallFailed(f"timed out: {error}") from error
-        except anthropic.APIConnectionError as error:
-            raise connection_failure(error, self._base_url) from error
-        except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as error:
-            raise ProviderError(
-                f"{self.name}: {self._base_url} refused the credentials (HTTP "
-                f"{error.status_code}); check ANTHROPIC_API_KEY"
-            ) from error
-        except anthropic.NotFoundError as error:
-            raise ProviderError(f"{self.name}: model {self._model!r} not found") from error
-        except anthropic.APIStatusError as error:
-            raise CallFailed(f"HTTP {error.status_code}: {error.message}") from error
-        except anthropic.APIError as error:
-            raise CallFailed(f"{type(error).__name__}: {error}") from error
-        except ValueError as error:
-            raise CallFailed(f"malformed response body ({type(error).__name__})") from error
         try:
             text = "".join(block.text for block in response.content if block.type == "text")
             usage = response.usage

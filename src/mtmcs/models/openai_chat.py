@@ -10,10 +10,9 @@ from typing import Any, Literal
 import openai
 from openai.types.chat import ChatCompletion
 
-from mtmcs.errors import ProviderError
 from mtmcs.models.base import CallFailed, ChatRequest, Completion
 from mtmcs.models.images import ImageEncoder
-from mtmcs.models.transport import RateLimitHook, client_options, connection_failure
+from mtmcs.models.transport import RateLimitHook, client_options, sdk_errors
 from mtmcs.protocol.messages import Message
 
 TokenParameter = Literal["max_tokens", "max_completion_tokens"]
@@ -128,7 +127,7 @@ class OpenAIChat:
         return arguments
 
     async def complete(self, request: ChatRequest) -> Completion:
-        try:
+        with sdk_errors(openai, self.name, self._model, self._base_url):
             body = RequestBody(self._arguments(request), self._images, request.messages)
             response = await self._client.post(
                 "/chat/completions",
@@ -136,25 +135,6 @@ class OpenAIChat:
                 content=body,
                 options={"headers": {"Content-Length": str(body.length)}},
             )
-        except openai.APITimeoutError as error:
-            raise CallFailed(f"timed out: {error}") from error
-        except openai.APIConnectionError as error:
-            raise connection_failure(error, self._base_url) from error
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as error:
-            raise ProviderError(
-                f"{self.name}: the server at {self._base_url} refused the credentials "
-                f"(HTTP {error.status_code}); check the API key"
-            ) from error
-        except openai.NotFoundError as error:
-            raise ProviderError(
-                f"{self.name}: model {self._model!r} not found at {self._base_url}"
-            ) from error
-        except openai.APIStatusError as error:
-            raise CallFailed(f"HTTP {error.status_code}: {error.message}") from error
-        except openai.APIError as error:
-            raise CallFailed(f"{type(error).__name__}: {error}") from error
-        except ValueError as error:  # the SDK raises JSONDecodeError on a malformed body
-            raise CallFailed(f"malformed response body ({type(error).__name__})") from error
         try:
             choice = response.choices[0]
             text = choice.message.content or ""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx2
 
+from mtmcs.errors import ProviderError
 from mtmcs.models.base import CallFailed
 
 RateLimitHook = Callable[[float | None], None]
@@ -92,3 +94,30 @@ def connection_failure(error: BaseException, where: str) -> CallFailed:
         else f"connection to {where} failed ({reason})",
         unreachable=refused,
     )
+
+
+@contextmanager
+def sdk_errors(sdk: Any, name: str, model: str, where: str) -> Iterator[None]:
+    """Map an SDK's exceptions (`openai` and `anthropic` share their names) to ours.
+
+    Rejected credentials and unknown models stop the run (`ProviderError`); everything else
+    is a failed call with its cause (`CallFailed`).
+    """
+    try:
+        yield
+    except sdk.APITimeoutError as error:
+        raise CallFailed(f"timed out: {error}") from error
+    except sdk.APIConnectionError as error:
+        raise connection_failure(error, where) from error
+    except (sdk.AuthenticationError, sdk.PermissionDeniedError) as error:
+        raise ProviderError(
+            f"{name}: {where} refused the credentials (HTTP {error.status_code}); check the API key"
+        ) from error
+    except sdk.NotFoundError as error:
+        raise ProviderError(f"{name}: model {model!r} not found at {where}") from error
+    except sdk.APIStatusError as error:
+        raise CallFailed(f"HTTP {error.status_code}: {error.message}") from error
+    except sdk.APIError as error:
+        raise CallFailed(f"{type(error).__name__}: {error}") from error
+    except ValueError as error:  # the SDKs raise JSONDecodeError on a malformed body
+        raise CallFailed(f"malformed response body ({type(error).__name__})") from error
