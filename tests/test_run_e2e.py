@@ -406,3 +406,18 @@ def test_image_ids_that_prefix_each_other_get_their_own_images() -> None:
     assert body.length == len(body.read())
     urls = [m["content"][0]["image_url"]["url"] for m in sent["messages"]]
     assert urls == [images("type_a/1").data_url.decode(), images("type_a/12").data_url.decode()]
+
+
+def test_run_writes_one_record_per_dialogue_with_its_answers(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    server = fake_server(standard_reply)
+    run_benchmark(config(server, tmp_path, "type_b"))
+    records = [json.loads(line) for line in (tmp_path / "dialogues.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records] == sorted(r["id"] for r in records)
+    assert len(records) == 4
+    unsafe = next(r for r in records if r["id"] == "type_b/000000/unimodal/unsafe")
+    assert len(unsafe["replies"]) == 3 and unsafe["judge"]["score"] == 4
+    assert [q["kind"] for q in unsafe["questions"]] == ["mcq", "mcq", "tf", "tf"]
+    assert all(q["answer"] in ("A", True) for q in unsafe["questions"])
+    assert all(q["correct"] == (q["answer"] == q["ground_truth"]) for q in unsafe["questions"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from mtmcs.protocol.dialogues import expand_row
 from mtmcs.protocol.prompts import MCQ_DECODING, TF_DECODING
 from mtmcs.protocol.types import MODALITIES, SPLITS, Dialogue, Modality, Row, Split
 from mtmcs.scoring.metrics import compute_metrics
+from mtmcs.scoring.records import dialogue_records
 
 DEFAULT_JUDGE = "openai/gpt-5-mini"
 HEURISTIC_JUDGE_LABEL = "heuristic (refusal keywords), not an LLM judge"
@@ -131,6 +132,15 @@ def resolve_captions(
             ]
         )
     return captions
+
+
+def write_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
+    """Write one JSON object per line, atomically."""
+    partial = path.with_suffix(".part")
+    with partial.open("w", encoding="utf-8") as lines:
+        for record in records:
+            lines.write(json.dumps(record, ensure_ascii=False) + "\n")
+    partial.replace(path)
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -306,4 +316,7 @@ def run_benchmark(
         "encoded": images.encoded,  # base64 for sending, once each while in use
     }
     write_json(config.out / "summary.json", summary)
+    write_jsonl(
+        config.out / "dialogues.jsonl", dialogue_records(outcome.dialogues, outcome.questions)
+    )
     return RunResult(summary, outcome, planned)
