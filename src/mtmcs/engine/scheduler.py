@@ -118,7 +118,6 @@ class Scheduler:
         self._captions = captions
         self._settings = settings
         self._on_call = on_call
-        self._successes: dict[Role, int] = {"model": 0, "judge": 0}
         self.outcome = RunOutcome()
 
     def window(self) -> int:
@@ -170,7 +169,7 @@ class Scheduler:
             completion = await model.complete(request)
             limiter.succeeded()
         except CallFailed as failure:
-            if failure.unreachable and self._successes[role] == 0:
+            if failure.unreachable and counts.made == 0:
                 raise ProviderError(f"{model.name}: {failure.cause}") from failure
             completion, cause = None, redact(failure.cause)
         except ProviderError:
@@ -185,37 +184,36 @@ class Scheduler:
             counts.causes[cause[:200]] += 1
             self._store.put(
                 CallRecord(
-                    key,
-                    model.name,
-                    request.kind,
-                    item,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    latency,
-                    cause,
+                    key=key,
+                    model=model.name,
+                    kind=request.kind,
+                    item=item,
+                    output=None,
+                    finish_reason=None,
+                    parsed=None,
+                    input_tokens=None,
+                    output_tokens=None,
+                    latency_s=latency,
+                    error=cause,
                 )
             )
             self._notify(role)
             return cause
-        self._successes[role] += 1
         counts.made += 1
         parsed = parse_output(request, completion.text, options)
         self._store.put(
             CallRecord(
-                key,
-                model.name,
-                request.kind,
-                item,
-                completion.text,
-                completion.finish_reason,
-                parsed,
-                completion.input_tokens,
-                completion.output_tokens,
-                latency,
-                None,
+                key=key,
+                model=model.name,
+                kind=request.kind,
+                item=item,
+                output=completion.text,
+                finish_reason=completion.finish_reason,
+                parsed=parsed,
+                input_tokens=completion.input_tokens,
+                output_tokens=completion.output_tokens,
+                latency_s=latency,
+                error=None,
             )
         )
         self._notify(role)

@@ -145,13 +145,6 @@ class Store:
         except sqlite3.Error as error:
             raise StoreError(f"cannot write to the result store {self.path}: {error}") from error
 
-    def counts(self) -> dict[str, int]:
-        """Number of successful and failed records."""
-        ok, failed = self._db.execute(
-            "SELECT COUNT(*) - COUNT(error), COUNT(error) FROM calls"
-        ).fetchone()
-        return {"ok": int(ok), "failed": int(failed)}
-
     def merge(self, other: Path) -> None:
         """Take in the records of another store file of the same format.
 
