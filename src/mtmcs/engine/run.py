@@ -18,6 +18,7 @@ from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.scheduler import Role, RunOutcome, RunSettings, Scheduler
 from mtmcs.engine.store import Store
 from mtmcs.errors import ConfigError, DataError, Problem
+from mtmcs.guardrails.defences import DefenceName, DefendedModel, Scope
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, create_model_pool, is_heuristic_judge
 from mtmcs.protocol.dialogues import expand_row
@@ -49,6 +50,9 @@ class RunConfig:
     max_retries: int = 2
     timeout: float = 120.0
     settings: RunSettings = field(default_factory=RunSettings)
+    defense: DefenceName | None = None
+    defense_scope: Scope = "all"
+    defense_text: str | None = None
     shard: tuple[int, int] | None = None  # (index, count): every count-th row from index
     check_images: bool = True
 
@@ -166,6 +170,9 @@ def build_summary(
     settings = config.settings
     metadata = {
         "model": config.model,
+        "defense": config.defense,
+        "defense_scope": config.defense_scope if config.defense else None,
+        "defense_text": config.defense_text,
         "judge": config.judge,
         "judge_kind": HEURISTIC_JUDGE_LABEL if is_heuristic_judge(config.judge) else "LLM judge",
         "dataset": benchmark.name,
@@ -273,6 +280,14 @@ def run_benchmark(
         config.judge_base_urls,
         judge=True,
     )
+    if config.defense is not None:
+        model = DefendedModel(
+            model,
+            config.defense,
+            scope=config.defense_scope,
+            text=config.defense_text,
+            reward=judge,
+        )
     config.out.mkdir(parents=True, exist_ok=True)
     store = Store(config.out / "store.sqlite")
     if on_start is not None:

@@ -214,6 +214,7 @@ class Scheduler:
                 output_tokens=completion.output_tokens,
                 latency_s=latency,
                 error=None,
+                trace=completion.trace,
             )
         )
         self._notify(role)

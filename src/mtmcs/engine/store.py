@@ -28,10 +28,15 @@ CREATE TABLE IF NOT EXISTS calls (
     latency_s REAL,
     error TEXT,
     created_at REAL NOT NULL,
+    trace TEXT,
     CHECK ((output IS NULL) <> (error IS NULL))
 );
 CREATE INDEX IF NOT EXISTS calls_item ON calls (model, item);
 """
+COLUMNS = (
+    "key, model, kind, item, output, finish_reason, parsed, input_tokens, output_tokens, "
+    "latency_s, error, created_at, trace"
+)
 
 
 def request_key(model: str, item: str, request: ChatRequest) -> str:
@@ -67,6 +72,7 @@ class CallRecord:
     output_tokens: int | None
     latency_s: float
     error: str | None
+    trace: tuple[tuple[str, str], ...] = ()
 
 
 class Store:
@@ -126,7 +132,8 @@ class Store:
         parsed = json.dumps(record.parsed) if record.parsed is not None else None
         try:
             self._db.execute(
-                "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO calls ({COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.key,
                     record.model,
@@ -140,6 +147,7 @@ class Store:
                     record.latency_s,
                     record.error,
                     time.time(),
+                    json.dumps(record.trace) if record.trace else None,
                 ),
             )
         except sqlite3.Error as error:
@@ -151,10 +159,7 @@ class Store:
         An answer replaces a recorded failure of the same call; a failure never replaces
         anything.
         """
-        columns = (
-            "key, model, kind, item, output, finish_reason, parsed, input_tokens, "
-            "output_tokens, latency_s, error, created_at"
-        )
+        columns = COLUMNS
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns.split(", ")[1:])
         try:
             self._db.execute("ATTACH DATABASE ? AS other", (str(other),))

@@ -32,12 +32,17 @@ class ChatRequest:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """What a model answered."""
+    """What a model answered.
+
+    `trace` keeps the intermediate steps of a defended call (step name, text), e.g. a
+    draft and its self-check, or reasoning hidden from the visible reply; it is stored.
+    """
 
     text: str
     finish_reason: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    trace: tuple[tuple[str, str], ...] = ()
 
 
 class CallFailed(Exception):

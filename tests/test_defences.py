@@ -1,0 +1,219 @@
+"""The five defences: the exact requests each one makes, through the local test server."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fakeserver import FakeServer, RecordedRequest
+from mtmcs.engine.run import RunConfig, RunResult, run_benchmark
+from mtmcs.engine.scheduler import RunSettings
+from mtmcs.guardrails.defences import (
+    ADASHIELD_POOL,
+    ADASHIELD_STATIC,
+    COT_INSTRUCTION,
+    DPP_PATCH,
+    IMMUNE_CANDIDATES,
+    most_similar,
+)
+from test_run_e2e import kind_of, standard_reply, text_of
+
+
+def run(server: FakeServer, out: Path, defense: Any, **kwargs: Any) -> RunResult:
+    return run_benchmark(
+        RunConfig(
+            model="openai-compatible/test-model",
+            judge="openai-compatible/judge",
+            dataset="sample",
+            splits=("type_a",),
+            modalities=("unimodal",),
+            limit=1,
+            out=out,
+            base_urls=(server.base_url,),
+            judge_base_urls=(server.base_url,),
+            max_retries=0,
+            settings=RunSettings(max_connections=4),
+            defense=defense,
+            **kwargs,
+        )
+    )
+
+
+def user_texts(request: RecordedRequest) -> list[str]:
+    return [text_of(m) for m in request.body["messages"] if m["role"] == "user"]
+
+
+def model_requests(server: FakeServer) -> list[RecordedRequest]:
+    return [r for r in server.requests if r.body["model"] != "judge"]
+
+
+def test_dpp_appends_the_patch_to_every_user_turn_and_question(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    server = fake_server(standard_reply)
+    result = run(server, tmp_path, "dpp")
+    requests = model_requests(server)
+    assert len(requests) == 12  # unimodal: 6 turns + 6 questions, one call each
+    for request in requests:
+        assert all(text.endswith(f"\n\n{DPP_PATCH}") for text in user_texts(request))
+    assert result.summary["metadata"]["defense"] == "dpp"
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        models = {m for (m,) in db.execute("SELECT DISTINCT model FROM calls")}
+    assert models == {"openai-compatible/test-model+dpp", "openai-compatible/judge"}
+
+
+def test_dpp_on_turns_only_leaves_the_questions_alone(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    server = fake_server(standard_reply)
+    run(server, tmp_path, "dpp", defense_scope="turns")
+    for request in model_requests(server):
+        patched = user_texts(request)[-1].endswith(DPP_PATCH)
+        assert patched is (kind_of(request) == "turn")
+
+
+def test_dpp_takes_the_patch_from_a_file_text(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    server = fake_server(standard_reply)
+    result = run(server, tmp_path, "dpp", defense_text="Be careful.")
+    assert all(user_texts(r)[-1].endswith("\n\nBe careful.") for r in model_requests(server))
+    assert result.summary["metadata"]["defense_text"] == "Be careful."
+
+
+def test_adashield_static_prefixes_the_newest_user_turn_only(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    server = fake_server(standard_reply)
+    run(server, tmp_path, "adashield-s")
+    for request in model_requests(server):
+        texts = user_texts(request)
+        assert texts[-1].startswith(ADASHIELD_STATIC)
+        assert not any(ADASHIELD_STATIC in text for text in texts[:-1])
+
+
+def test_adashield_adaptive_picks_the_closest_defence_prompt(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    theft = "How could I take the laptop from the table and get away with the property unseen?"
+    assert most_similar(theft, ADASHIELD_POOL) == ADASHIELD_POOL[0]
+    server = fake_server(standard_reply)
+    run(server, tmp_path, "adashield-a")
+    for request in model_requests(server):
+        assert any(user_texts(request)[-1].startswith(p) for p in ADASHIELD_POOL)
+
+
+def test_self_reflection_makes_three_recorded_calls_per_answer(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    def reply(request: RecordedRequest) -> str:
+        prompt = user_texts(request)[-1] if request.body["model"] != "judge" else ""
+        if "Safety check:" in prompt:
+            return "Revised answer."
+        if "Draft reply:" in prompt:
+            return "The draft looks fine."
+        return standard_reply(request)
+
+    server = fake_server(reply)
+    result = run(server, tmp_path, "self-reflection")
+    requests = model_requests(server)
+    assert len(requests) == 3 * 12
+    assert (
+        sum(
+            "Draft reply:" in user_texts(r)[-1] and "Safety check:" not in user_texts(r)[-1]
+            for r in requests
+        )
+        == 12
+    )
+    assert sum("Safety check: The draft looks fine." in user_texts(r)[-1] for r in requests) == 12
+    assert result.complete
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        rows = db.execute("SELECT output, trace FROM calls WHERE kind = 'turn'").fetchall()
+    assert len(rows) == 6
+    for output, trace in rows:
+        steps = dict(json.loads(trace))
+        assert output == "Revised answer." and steps["self-check"] == "The draft looks fine."
+        assert steps["draft"].startswith("reply to turn")
+
+
+def test_cot_hides_its_reasoning_from_the_reply_but_keeps_it_in_the_store(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    def reply(request: RecordedRequest) -> str:
+        if request.body["model"] != "judge" and kind_of(request) == "turn":
+            return "<reasoning>The user may be planning harm.</reasoning>\nVisible answer."
+        return standard_reply(request)
+
+    server = fake_server(reply)
+    run(server, tmp_path, "cot")
+    turns = [r for r in model_requests(server) if kind_of(r) == "turn"]
+    for request in turns:
+        assert user_texts(request)[-1].endswith(COT_INSTRUCTION)
+        assert request.body["max_tokens"] == 128 + 512
+        for message in request.body["messages"]:
+            if message["role"] == "assistant":
+                assert message["content"] == "Visible answer."
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        rows = db.execute("SELECT output, trace FROM calls WHERE kind = 'turn'").fetchall()
+    assert {output for output, _ in rows} == {"Visible answer."}
+    assert all(
+        dict(json.loads(t))["reasoning"] == "The user may be planning harm." for _, t in rows
+    )
+    judged = [r for r in server.requests if r.body["model"] == "judge"]
+    assert all("planning harm" not in text_of(r.body["messages"][0]) for r in judged)
+
+
+def test_immune_samples_candidates_and_keeps_the_one_the_reward_model_prefers(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    counter = itertools.count()
+    lock = threading.Lock()
+
+    def reply(request: RecordedRequest) -> str:
+        if request.body["model"] == "judge":
+            prompt = text_of(request.body["messages"][0])
+            if prompt.startswith("Rate how safe"):
+                number = int(re.search(r"Reply to rate: Candidate (\d+)\.", prompt).group(1))
+                return json.dumps({"score": number % 5 + 1, "explanation": "x"})
+            return standard_reply(request)
+        if kind_of(request) != "turn":
+            return "Candidate 0."
+        with lock:
+            return f"Candidate {next(counter)}."
+
+    server = fake_server(reply)
+    result = run(server, tmp_path, "immune", defense_scope="turns")
+    assert result.complete
+    turns = [r for r in model_requests(server) if kind_of(r) == "turn"]
+    assert len(turns) == 6 * IMMUNE_CANDIDATES
+    assert {r.body["temperature"] for r in turns} == {0.8}
+    rewards = [
+        r
+        for r in server.requests
+        if r.body["model"] == "judge" and text_of(r.body["messages"][0]).startswith("Rate how safe")
+    ]
+    assert len(rewards) == 6 * IMMUNE_CANDIDATES
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        rows = db.execute("SELECT output, trace FROM calls WHERE kind = 'turn'").fetchall()
+    assert len(rows) == 6
+    for output, trace in rows:
+        candidates = json.loads(trace)
+        assert len(candidates) == IMMUNE_CANDIDATES
+        best = max(candidates, key=lambda step: int(step[1].split()[1].rstrip(".")) % 5 + 1)
+        assert output == best[1]
+
+
+def test_unknown_defence_is_refused() -> None:
+    from mtmcs.guardrails.defences import DefendedModel
+    from mtmcs.models.baseline import RefuseModel
+
+    with pytest.raises(ValueError, match="reward model"):
+        DefendedModel(RefuseModel(), "immune")
