@@ -21,12 +21,14 @@ from rich.table import Table
 from mtmcs.data.loaders import load_benchmark
 from mtmcs.engine.run import DEFAULT_JUDGE, RunConfig, RunPlan, plan_run, run_benchmark
 from mtmcs.engine.scheduler import Role, RunSettings
-from mtmcs.errors import DataError, MtmcsError, StoreError, redact
+from mtmcs.errors import ConfigError, DataError, MtmcsError, StoreError, redact
+from mtmcs.guardrails.defences import DEFENCES
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, create_model
 from mtmcs.protocol.dialogues import expand_row
 from mtmcs.protocol.messages import ImagePlacement
 from mtmcs.protocol.types import MODALITIES, SPLITS, Modality, Split
+from mtmcs.report.cli import report_command
 from mtmcs.scoring.injection import JudgeCheckReport, judge_check
 
 app = typer.Typer(
@@ -36,6 +38,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect and validate a dataset.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.command("report")(report_command)
 console = Console() if sys.stdout.isatty() else Console(width=120)
 errors = Console(stderr=True)
 state = {"debug": False}
@@ -72,8 +75,9 @@ def _modalities(values: list[str] | None) -> tuple[Modality, ...]:
     return chosen  # type: ignore[return-value]
 
 
-def _default_out(model: str) -> Path:
-    return Path("runs") / model.replace("/", "__")
+def _default_out(model: str, defense: str | None = None) -> Path:
+    name = model.replace("/", "__") + (f"+{defense}" if defense else "")
+    return Path("runs") / name
 
 
 def _format(stat: Mapping[str, Any], percent: bool) -> str:
@@ -201,6 +205,16 @@ def run(
     max_retries: Annotated[int, typer.Option(min=0, help="SDK retries per call.")] = 2,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds per call.")] = 120.0,
     revision: RevisionOption = None,
+    defense: Annotated[
+        str | None,
+        typer.Option(help=f"Run the model behind a defence: {', '.join(DEFENCES)}."),
+    ] = None,
+    defense_text: Annotated[
+        Path | None, typer.Option(help="Your own patch / prompt text for dpp or adashield-s.")
+    ] = None,
+    defense_scope: Annotated[
+        str, typer.Option(help="all: defend turns and questions (default); turns: turns only.")
+    ] = "all",
     ray: Annotated[
         str | None,
         typer.Option(
@@ -227,6 +241,14 @@ def run(
         raise typer.BadParameter(
             "expected a number or 'none'", param_hint="--temperature"
         ) from None
+    if defense is not None and defense not in DEFENCES:
+        raise typer.BadParameter(f"expected one of {', '.join(DEFENCES)}", param_hint="--defense")
+    if defense_scope not in ("all", "turns"):
+        raise typer.BadParameter("expected all or turns", param_hint="--defense-scope")
+    try:
+        patch = defense_text.read_text(encoding="utf-8").strip() if defense_text else None
+    except OSError as error:
+        raise ConfigError(f"cannot read --defense-text {defense_text}: {error.strerror}") from None
     config = RunConfig(
         model=model,
         judge=judge,
@@ -236,7 +258,10 @@ def run(
         modalities=_modalities(modality),
         limit=limit,
         variants=variants,
-        out=out or _default_out(model),
+        defense=defense,
+        defense_scope="turns" if defense_scope == "turns" else "all",
+        defense_text=patch,
+        out=out or _default_out(model, defense),
         base_urls=tuple(base_url or ()),
         judge_base_urls=tuple(judge_base_url or ()),
         captions=captions,

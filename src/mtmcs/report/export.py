@@ -1,0 +1,120 @@
+"""Per-dialogue table over every run's `dialogues.jsonl`, as parquet and CSV.
+
+One row per dialogue. Columns: the run (`run`, `run_dir`, `model`, `judge`, `judge_kind`),
+the dialogue (`id` … `intent`, `error`), its turns and replies (`turn_1`, `reply_1`, …), the
+judge (`judge_score`, `judge_explanation`, `judge_error`), question totals (`mcq_n`,
+`mcq_correct`, `tf_n`, `tf_correct`, unparseable/failed counts) and, per question, named by
+its id within the dialogue (e.g. `mcq_2`, `tf_0`): `<q>_answer`, `<q>_ground_truth`,
+`<q>_correct`, `<q>_error`. Questions a dialogue lacks are empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mtmcs.errors import ConfigError, DataError, Problem
+from mtmcs.report.leaderboard import RunSummary
+
+RUN_COLUMNS = ("run", "run_dir", "model", "judge", "judge_kind")
+DIALOGUE_COLUMNS = ("id", "pair_id", "split", "row_id", "modality", "image_variant", "intent")
+QUESTION_FIELDS = ("answer", "ground_truth", "correct", "error")
+
+
+def read_dialogues(run: RunSummary) -> list[dict[str, Any]]:
+    """The records of a run's `dialogues.jsonl`."""
+    path = run.path / "dialogues.jsonl"
+    if not path.is_file():
+        raise ConfigError(f"no dialogues.jsonl in {run.path}: cannot export its dialogues")
+    records = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(
+                    [Problem(f"{path}:{number}", "", None, "", f"not JSON ({error.msg})")]
+                ) from error
+            if not isinstance(record, dict) or "id" not in record:
+                raise DataError([Problem(f"{path}:{number}", "", None, "", "not a dialogue")])
+            records.append(record)
+    return records
+
+
+def flatten(run: RunSummary, record: Mapping[str, Any]) -> dict[str, Any]:
+    """One dialogue record as a flat row."""
+    row: dict[str, Any] = {
+        "run": run.name,
+        "run_dir": str(run.path),
+        "model": run.model,
+        "judge": run.judge,
+        "judge_kind": run.judge_kind,
+    }
+    row.update({key: record.get(key) for key in DIALOGUE_COLUMNS})
+    row["error"] = record.get("error")
+    for index, turn in enumerate(record.get("turns") or [], start=1):
+        row[f"turn_{index}"] = turn
+    for index, reply in enumerate(record.get("replies") or [], start=1):
+        row[f"reply_{index}"] = reply
+    judge = record.get("judge") or {}
+    row["judge_score"] = judge.get("score")
+    row["judge_explanation"] = judge.get("explanation")
+    row["judge_error"] = judge.get("error")
+    questions = record.get("questions") or []
+    for kind in ("mcq", "tf"):
+        chosen = [q for q in questions if q.get("kind") == kind]
+        answered = [q for q in chosen if q.get("error") is None]
+        row[f"{kind}_n"] = len(answered)
+        row[f"{kind}_correct"] = sum(bool(q.get("correct")) for q in answered)
+        row[f"{kind}_unparseable"] = sum(q.get("answer") is None for q in answered)
+        row[f"{kind}_failed"] = len(chosen) - len(answered)
+    prefix = f"{record['id']}/"
+    for question in questions:
+        qid = str(question.get("id", ""))
+        name = (qid[len(prefix) :] if qid.startswith(prefix) else qid).replace("/", "_")
+        for key in QUESTION_FIELDS:
+            row[f"{name}_{key}"] = question.get(key)
+    return row
+
+
+def dialogue_table(runs: Sequence[RunSummary]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns (fixed ones first, per-question ones sorted) and one row per dialogue."""
+    rows = [flatten(run, record) for run in runs for record in read_dialogues(run)]
+    fixed = [*RUN_COLUMNS, *DIALOGUE_COLUMNS, "error"]
+    turns = sorted(
+        {key for row in rows for key in row if key.startswith(("turn_", "reply_"))},
+        key=lambda key: (key.split("_")[0] == "reply", int(key.rsplit("_", 1)[1])),
+    )
+    totals = [f"{k}_{s}" for k in ("mcq", "tf") for s in ("n", "correct", "unparseable", "failed")]
+    judge = ["judge_score", "judge_explanation", "judge_error"]
+    known = {*fixed, *turns, *totals, *judge}
+    questions = sorted({key for row in rows for key in row} - known)
+    return [*fixed, *turns, *judge, *totals, *questions], rows
+
+
+def write_exports(runs: Sequence[RunSummary], out: Path, formats: Sequence[str]) -> list[Path]:
+    """`dialogues.parquet` and/or `dialogues.csv` in `out`; the paths written."""
+    columns, rows = dialogue_table(runs)
+    written = []
+    if "parquet" in formats:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows])
+        path = out / "dialogues.parquet"
+        pq.write_table(table, path)
+        written.append(path)
+    if "csv" in formats:
+        path = out / "dialogues.csv"
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({key: "" if value is None else value for key, value in row.items()})
+        written.append(path)
+    return written

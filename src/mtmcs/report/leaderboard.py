@@ -1,0 +1,375 @@
+"""Leaderboard: run summaries → rows → Markdown, CSV and LaTeX (booktabs).
+
+Pure functions: reading a `summary.json` is the only I/O besides the `render_*` strings.
+Layout follows the paper: per type (split) and modality, MCQ safe / unsafe / overall %,
+TF %, safety-awareness and helpfulness (1–5), each with its n and 95% interval. Published
+figures are kept in rows of their own, marked `published` and "modality not stated".
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mtmcs.errors import ConfigError, DataError, Problem
+
+SPLIT_LABELS = {"type_a": "type A", "type_b": "type B"}
+MODALITY_ORDER = ("multimodal", "unimodal")
+PUBLISHED_MODALITY = "published (modality not stated)"
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One metric column: where it lives in a summary cell and how to show it."""
+
+    key: str  # name in a summary cell
+    label: str
+    percent: bool
+
+
+COLUMNS = (
+    Column("safe_mcq_accuracy", "MCQ safe %", True),
+    Column("unsafe_mcq_accuracy", "MCQ unsafe %", True),
+    Column("mcq_accuracy", "MCQ overall %", True),
+    Column("tf_accuracy", "TF %", True),
+    Column("safety_awareness", "safety-awareness", False),
+    Column("helpfulness", "helpfulness", False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One displayed figure: value (already in % for accuracies), 95% interval and n."""
+
+    value: float | None
+    lo: float | None = None
+    hi: float | None = None
+    n: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One run directory and its parsed `summary.json`."""
+
+    path: Path
+    name: str  # unique label of the run (its directory name, disambiguated)
+    summary: Mapping[str, Any]
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        meta: Mapping[str, Any] = self.summary["metadata"]
+        return meta
+
+    @property
+    def model(self) -> str:
+        return str(self.metadata["model"])
+
+    @property
+    def judge(self) -> str:
+        return str(self.metadata["judge"])
+
+    @property
+    def judge_kind(self) -> str:
+        return str(self.metadata.get("judge_kind", ""))
+
+    @property
+    def heuristic(self) -> bool:
+        return self.judge_kind.startswith("heuristic")
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderRow:
+    """One line of the leaderboard: a run (or a published source) on one split × modality."""
+
+    source: str  # "measured" or "published"
+    run: str
+    model: str
+    judge: str
+    judge_kind: str
+    marker: str  # "heuristic judge", "published" or ""
+    split: str
+    modality: str
+    figures: dict[str, Figure] = field(default_factory=dict)
+
+
+# Paper, Table 2 (protocol.md §3): GPT-5.2; the modality is not stated in our sources.
+PUBLISHED: tuple[tuple[str, str, dict[str, float]], ...] = (
+    (
+        "GPT-5.2",
+        "type_a",
+        {"mcq_accuracy": 83.66, "safety_awareness": 3.40, "helpfulness": 3.82},
+    ),
+    (
+        "GPT-5.2",
+        "type_b",
+        {"mcq_accuracy": 90.54, "safety_awareness": 4.50, "helpfulness": 4.15},
+    ),
+)
+
+
+def _malformed(path: Path, message: str) -> DataError:
+    return DataError([Problem(str(path), "", None, "", message)])
+
+
+def load_summary(run_dir: Path) -> Mapping[str, Any]:
+    """The checked `summary.json` of a run directory."""
+    if not run_dir.exists():
+        raise ConfigError(f"run directory {run_dir} does not exist")
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is not a directory (expected a run directory)")
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        raise ConfigError(
+            f"no summary.json in {run_dir}: not a finished run (run `mtmcs run --out {run_dir}`)"
+        )
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _malformed(path, f"not readable JSON ({error})") from error
+    if not isinstance(summary, dict) or not isinstance(summary.get("metadata"), dict):
+        raise _malformed(path, "no 'metadata' object: not an mtmcs summary")
+    meta = summary["metadata"]
+    for key in ("model", "judge", "splits"):
+        if key not in meta:
+            raise _malformed(path, f"metadata has no '{key}'")
+    for split in meta["splits"]:
+        cells = summary.get(split)
+        if not isinstance(cells, dict):
+            raise _malformed(path, f"no '{split}' section although metadata lists it")
+        for modality in meta.get("modalities", MODALITY_ORDER):
+            cell = cells.get(modality)
+            if not isinstance(cell, dict):
+                raise _malformed(path, f"{split} has no '{modality}' cell")
+            for column in COLUMNS:
+                stat = cell.get(column.key)
+                if not isinstance(stat, dict) or "value" not in stat or "n" not in stat:
+                    raise _malformed(path, f"{split}/{modality} has no stat '{column.key}'")
+    return summary
+
+
+def load_runs(run_dirs: Sequence[Path]) -> list[RunSummary]:
+    """Every run's summary, each named by its directory (made unique if names repeat)."""
+    if not run_dirs:
+        raise ConfigError("no run directory given")
+    runs: list[RunSummary] = []
+    seen: set[str] = set()
+    for run_dir in run_dirs:
+        summary = load_summary(run_dir)
+        base = run_dir.resolve().name or str(run_dir)
+        name, index = base, 2
+        while name in seen:
+            name, index = f"{base}-{index}", index + 1
+        seen.add(name)
+        runs.append(RunSummary(run_dir, name, summary))
+    return runs
+
+
+def figure(stat: Mapping[str, Any], percent: bool) -> Figure:
+    """A summary Stat as a displayed figure (accuracies scaled to %)."""
+    scale = 100.0 if percent else 1.0
+    value = stat.get("value")
+    ci = stat.get("ci95")
+    lo, hi = (ci[0] * scale, ci[1] * scale) if ci else (None, None)
+    return Figure(None if value is None else value * scale, lo, hi, stat.get("n"))
+
+
+def run_rows(run: RunSummary) -> list[LeaderRow]:
+    """One row per split × modality of a measured run."""
+    meta = run.metadata
+    rows = []
+    for split in meta["splits"]:
+        modalities = [m for m in MODALITY_ORDER if m in meta.get("modalities", MODALITY_ORDER)]
+        for modality in modalities:
+            cell = run.summary[split][modality]
+            rows.append(
+                LeaderRow(
+                    source="measured",
+                    run=run.name,
+                    model=run.model,
+                    judge=run.judge,
+                    judge_kind=run.judge_kind,
+                    marker="heuristic judge" if run.heuristic else "",
+                    split=split,
+                    modality=modality,
+                    figures={c.key: figure(cell[c.key], c.percent) for c in COLUMNS},
+                )
+            )
+    return rows
+
+
+def published_rows() -> list[LeaderRow]:
+    """The paper's published figures, never mixed with measured rows."""
+    return [
+        LeaderRow(
+            source="published",
+            run="paper (Table 2)",
+            model=model,
+            judge="GPT-5-mini (authors)",
+            judge_kind="LLM judge",
+            marker="published",
+            split=split,
+            modality=PUBLISHED_MODALITY,
+            figures={c.key: Figure(values.get(c.key)) for c in COLUMNS},
+        )
+        for model, split, values in PUBLISHED
+    ]
+
+
+def leaderboard_rows(runs: Sequence[RunSummary], published: bool = True) -> list[LeaderRow]:
+    """Measured rows (run order) then the published rows."""
+    rows = [row for run in runs for row in run_rows(run)]
+    return rows + (published_rows() if published else [])
+
+
+def _groups(rows: Sequence[LeaderRow]) -> list[tuple[str, str, list[LeaderRow]]]:
+    """Rows grouped by split × modality, measured groups first, published last."""
+    order: list[tuple[str, str]] = []
+    for row in rows:
+        if (row.split, row.modality) not in order:
+            order.append((row.split, row.modality))
+    order.sort(key=lambda key: (key[1] == PUBLISHED_MODALITY, key[0], key[1]))
+    return [(s, m, [r for r in rows if (r.split, r.modality) == (s, m)]) for s, m in order]
+
+
+def _number(value: float | None, percent: bool, published: bool) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f}" if published or not percent else f"{value:.1f}"
+
+
+def format_figure(fig: Figure, percent: bool, published: bool = False) -> str:
+    """`x [lo–hi] n=N`, or just the published value."""
+    text = _number(fig.value, percent, published)
+    if fig.value is None or published:
+        return text
+    if fig.lo is not None and fig.hi is not None:
+        text += f" [{_number(fig.lo, percent, False)}–{_number(fig.hi, percent, False)}]"
+    if fig.n is not None:
+        text += f" n={fig.n}"
+    return text
+
+
+def _who(row: LeaderRow) -> tuple[str, str]:
+    """The model cell (run name when it differs) and the judge cell (with its kind)."""
+    model = (
+        row.model
+        if row.run in (row.model, row.model.replace("/", "__"))
+        else (f"{row.model} ({row.run})")
+    )
+    if row.source == "published":
+        model = f"{row.model} [published]"
+    judge = row.judge
+    if row.marker == "heuristic judge":
+        judge += " [heuristic judge]"
+    elif row.source == "measured":
+        judge += f" ({row.judge_kind})"
+    return model, judge
+
+
+def render_markdown(rows: Sequence[LeaderRow]) -> str:
+    """One Markdown table per split × modality; published figures in their own section."""
+    lines = [
+        "# MTMCS-Bench leaderboard",
+        "",
+        "Accuracies in %, judge scores 1–5; each cell: value [95% CI] n=items.",
+        "Rows marked [heuristic judge] were scored by a keyword heuristic, not an LLM judge: "
+        "their safety-awareness and helpfulness are not comparable with the paper's.",
+        "",
+    ]
+    for split, modality, group in _groups(rows):
+        published = modality == PUBLISHED_MODALITY
+        title = f"## {SPLIT_LABELS.get(split, split)} — {modality}"
+        lines += [title, ""]
+        if published:
+            lines += [
+                "Published in the paper (Table 2); not measured here; modality not stated.",
+                "",
+            ]
+        header = ["model", "judge", *(c.label for c in COLUMNS)]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---"] * 2 + ["---:"] * len(COLUMNS)) + "|")
+        for row in group:
+            cells = [
+                *_who(row),
+                *(format_figure(row.figures[c.key], c.percent, published) for c in COLUMNS),
+            ]
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+CSV_FIELDS = ("source", "run", "model", "judge", "judge_kind", "marker", "split", "modality")
+
+
+def render_csv(rows: Sequence[LeaderRow]) -> str:
+    """Long format: one line per run × split × modality (and per published row).
+
+    Per metric: `<metric>`, `<metric>_ci_lo`, `<metric>_ci_hi`, `<metric>_n` (accuracies in %).
+    """
+    header = list(CSV_FIELDS)
+    for column in COLUMNS:
+        name = column.key
+        header += [name, f"{name}_ci_lo", f"{name}_ci_hi", f"{name}_n"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        line: list[Any] = [getattr(row, name) for name in CSV_FIELDS]
+        for column in COLUMNS:
+            fig = row.figures[column.key]
+            line += ["" if x is None else x for x in (fig.value, fig.lo, fig.hi, fig.n)]
+        writer.writerow(line)
+    return buffer.getvalue()
+
+
+LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "–": "--",
+    "—": "---",
+}
+
+
+def latex_escape(text: str) -> str:
+    """`text` safe inside a LaTeX table cell."""
+    return "".join(LATEX_SPECIALS.get(char, char) for char in text)
+
+
+def render_latex(rows: Sequence[LeaderRow]) -> str:
+    """A booktabs table: a block per split × modality, published figures in the last blocks."""
+    width = 2 + len(COLUMNS)
+    lines = [
+        "% MTMCS-Bench leaderboard (generated by `mtmcs report`); needs \\usepackage{booktabs}",
+        "\\begin{tabular}{ll" + "r" * len(COLUMNS) + "}",
+        "\\toprule",
+        " & ".join(latex_escape(h) for h in ["model", "judge", *(c.label for c in COLUMNS)])
+        + " \\\\",
+    ]
+    for split, modality, group in _groups(rows):
+        published = modality == PUBLISHED_MODALITY
+        title = f"{SPLIT_LABELS.get(split, split)} — {modality}"
+        lines += [
+            "\\midrule",
+            f"\\multicolumn{{{width}}}{{l}}{{\\emph{{{latex_escape(title)}}}}} \\\\",
+        ]
+        for row in group:
+            cells = [
+                *_who(row),
+                *(format_figure(row.figures[c.key], c.percent, published) for c in COLUMNS),
+            ]
+            lines.append(" & ".join(latex_escape(cell) for cell in cells) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", ""]
+    return "\n".join(lines)

@@ -1,0 +1,196 @@
+"""Plots of run summaries (matplotlib, Agg backend), each written as PNG and SVG.
+
+- `tradeoff`: safety-awareness against helpfulness, one point per run and type, pooled over
+  modalities (means weighted by their n); the baseline corners (ideal, refuses everything,
+  complies with everything, useless) and the published GPT-5.2 figures as references.
+- `metrics`: per type × modality bars of MCQ overall %, TF %, safety-awareness and
+  helpfulness for each run, with 95% CI error bars.
+- `modality_gap`: multimodal − unimodal difference per run and type for the same metrics.
+
+matplotlib is optional (`pip install 'mtmcs-bench[report]'`) and imported only here, lazily.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mtmcs.errors import ConfigError
+from mtmcs.report.leaderboard import (
+    MODALITY_ORDER,
+    PUBLISHED,
+    SPLIT_LABELS,
+    RunSummary,
+    figure,
+)
+
+PLOT_METRICS = (
+    ("mcq_accuracy", "MCQ overall %", True),
+    ("tf_accuracy", "TF %", True),
+    ("safety_awareness", "safety-awareness (1–5)", False),
+    ("helpfulness", "helpfulness (1–5)", False),
+)
+CORNERS = (
+    (5.0, 5.0, "ideal"),
+    (1.0, 5.0, "refuses everything"),
+    (5.0, 1.0, "complies with everything"),
+    (1.0, 1.0, "useless"),
+)
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ConfigError(
+            "plots need matplotlib: pip install 'mtmcs-bench[report]' "
+            "(or leave png out of --format)"
+        ) from error
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt: Any, fig: Any, out: Path, stem: str) -> list[Path]:
+    paths = [out / f"{stem}.png", out / f"{stem}.svg"]
+    fig.tight_layout()
+    for path in paths:
+        fig.savefig(path, dpi=150 if path.suffix == ".png" else None)
+    plt.close(fig)
+    return paths
+
+
+def pooled(run: RunSummary, split: str, key: str) -> float | None:
+    """A metric pooled over the run's modalities: the n-weighted mean of its cells."""
+    total, weight = 0.0, 0
+    for modality in MODALITY_ORDER:
+        cell = run.summary[split].get(modality)
+        if not cell or cell[key]["value"] is None:
+            continue
+        total += cell[key]["value"] * cell[key]["n"]
+        weight += cell[key]["n"]
+    return total / weight if weight else None
+
+
+def _modalities(run: RunSummary) -> list[str]:
+    listed = run.metadata.get("modalities", MODALITY_ORDER)
+    return [m for m in MODALITY_ORDER if m in listed]
+
+
+def plot_tradeoff(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]:
+    fig, ax = plt.subplots(figsize=(7, 6))
+    for x, y, label in CORNERS:
+        ax.scatter([x], [y], marker="s", s=60, color="lightgrey", edgecolor="grey", zorder=1)
+        ax.annotate(
+            label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8, color="grey"
+        )
+    markers = {"type_a": "o", "type_b": "^"}
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, run in enumerate(runs):
+        colour = colours[index % len(colours)]
+        for split in run.metadata["splits"]:
+            help_, aware = pooled(run, split, "helpfulness"), pooled(run, split, "safety_awareness")
+            if help_ is None or aware is None:
+                continue
+            heuristic = " [heuristic judge]" if run.heuristic else ""
+            ax.scatter(
+                [help_],
+                [aware],
+                marker=markers.get(split, "o"),
+                s=80,
+                color=colour,
+                zorder=3,
+                label=f"{run.name} {SPLIT_LABELS.get(split, split)}{heuristic}",
+            )
+    for model, split, values in PUBLISHED:
+        ax.scatter(
+            [values["helpfulness"]],
+            [values["safety_awareness"]],
+            marker=markers.get(split, "o"),
+            s=80,
+            facecolor="none",
+            edgecolor="black",
+            zorder=2,
+            label=f"{model} {SPLIT_LABELS[split]} (published, modality n/s)",
+        )
+    ax.set_xlim(0.8, 5.2)
+    ax.set_ylim(0.8, 5.2)
+    ax.set_xlabel("helpfulness (safe dialogues, 1–5)")
+    ax.set_ylabel("safety-awareness (unsafe dialogues, 1–5)")
+    ax.set_title("Safety–utility trade-off (pooled over modalities)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.08), ncol=2, frameon=False)
+    return _save(plt, fig, out, "tradeoff")
+
+
+def plot_metrics(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]:
+    groups = sorted(
+        {(s, m) for run in runs for s in run.metadata["splits"] for m in _modalities(run)}
+    )
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    width = 0.8 / max(len(runs), 1)
+    for ax, (key, label, percent) in zip(axes.flat, PLOT_METRICS, strict=True):
+        for index, run in enumerate(runs):
+            xs: list[float] = []
+            ys: list[float] = []
+            errs: list[list[float]] = [[], []]
+            for position, (split, modality) in enumerate(groups):
+                cell = run.summary.get(split, {}).get(modality)
+                if not cell:
+                    continue
+                fig_ = figure(cell[key], percent)
+                if fig_.value is None:
+                    continue
+                xs.append(position + (index - (len(runs) - 1) / 2) * width)
+                ys.append(fig_.value)
+                errs[0].append(max(0.0, fig_.value - fig_.lo) if fig_.lo is not None else 0.0)
+                errs[1].append(max(0.0, fig_.hi - fig_.value) if fig_.hi is not None else 0.0)
+            ax.bar(xs, ys, width, yerr=errs, capsize=3, label=run.name)
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels([f"{SPLIT_LABELS.get(s, s)}\n{m}" for s, m in groups], fontsize=8)
+        ax.set_ylim(0, 100 if percent else 5)
+        ax.set_title(label)
+        ax.grid(axis="y", alpha=0.3)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("Metrics per type × modality (bars: 95% CI)")
+    return _save(plt, fig, out, "metrics")
+
+
+def plot_gap(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]:
+    splits = sorted({s for run in runs for s in run.metadata["splits"]})
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    width = 0.8 / max(len(splits), 1)
+    for ax, (key, label, percent) in zip(axes.flat, PLOT_METRICS, strict=True):
+        for index, split in enumerate(splits):
+            xs, ys = [], []
+            for position, run in enumerate(runs):
+                cells = run.summary.get(split, {})
+                if "multimodal" not in cells or "unimodal" not in cells:
+                    continue
+                multi = figure(cells["multimodal"][key], percent).value
+                uni = figure(cells["unimodal"][key], percent).value
+                if multi is None or uni is None:
+                    continue
+                xs.append(position + (index - (len(splits) - 1) / 2) * width)
+                ys.append(multi - uni)
+            ax.bar(xs, ys, width, label=SPLIT_LABELS.get(split, split))
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(runs)))
+        ax.set_xticklabels([run.name for run in runs], fontsize=8, rotation=15)
+        ax.set_title(f"{label}: multimodal − unimodal")
+        ax.grid(axis="y", alpha=0.3)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("Modality gap per run")
+    return _save(plt, fig, out, "modality_gap")
+
+
+def write_plots(runs: Sequence[RunSummary], out: Path) -> list[Path]:
+    """All plots as PNG and SVG in `out`; the paths written."""
+    plt = _pyplot()
+    return [
+        *plot_tradeoff(plt, runs, out),
+        *plot_metrics(plt, runs, out),
+        *plot_gap(plt, runs, out),
+    ]
