@@ -262,3 +262,23 @@ def test_cli_defense_option_runs_the_defended_model_and_records_it(tmp_path: Pat
         "turns",
         "Stay safe.",
     )
+
+
+def test_immune_works_with_the_heuristic_judge_as_reward_model(tmp_path: Path) -> None:
+    result = run_benchmark(
+        RunConfig(
+            model="baseline/random",
+            judge="baseline/keyword",
+            dataset="sample",
+            splits=("type_b",),
+            limit=1,
+            out=tmp_path,
+            defense="immune",
+        )
+    )
+    assert result.complete
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        traces = [
+            json.loads(t) for (t,) in db.execute("SELECT trace FROM calls WHERE trace IS NOT NULL")
+        ]
+    assert traces and all(len(t) == IMMUNE_CANDIDATES for t in traces)
