@@ -67,7 +67,10 @@ class RunSummary:
 
     @property
     def model(self) -> str:
-        return str(self.metadata["model"])
+        """The model, with its defence when it ran behind one (its own leaderboard row)."""
+        defense = self.metadata.get("defense")
+        model = str(self.metadata["model"])
+        return f"{model} + {defense}" if defense else model
 
     @property
     def judge(self) -> str:
