@@ -282,3 +282,33 @@ def test_immune_works_with_the_heuristic_judge_as_reward_model(tmp_path: Path) -
             json.loads(t) for (t,) in db.execute("SELECT trace FROM calls WHERE trace IS NOT NULL")
         ]
     assert traces and all(len(t) == IMMUNE_CANDIDATES for t in traces)
+
+
+def test_adashield_adaptive_asks_the_judge_to_choose_when_told_to(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    def reply(request: RecordedRequest) -> str:
+        if request.body["model"] == "judge":
+            prompt = text_of(request.body["messages"][0])
+            if prompt.startswith("Which of these defence prompts"):
+                return "3"
+        return standard_reply(request)
+
+    server = fake_server(reply)
+    result = run(server, tmp_path, "adashield-a", defense_selector="judge")
+    assert result.summary["metadata"]["defense_selector"] == "judge"
+    for request in model_requests(server):
+        assert user_texts(request)[-1].startswith(ADASHIELD_POOL[2])
+    selections = [
+        r
+        for r in server.requests
+        if r.body["model"] == "judge"
+        and text_of(r.body["messages"][0]).startswith("Which of these")
+    ]
+    assert len(selections) == 12
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        traces = [
+            dict(json.loads(t))
+            for (t,) in db.execute("SELECT trace FROM calls WHERE kind = 'turn'")
+        ]
+    assert traces and all(t == {"selector": "3"} for t in traces)

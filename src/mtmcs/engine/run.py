@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mtmcs import __version__
 from mtmcs.data.captions import fetch_official_captions, load_captions
@@ -53,6 +53,7 @@ class RunConfig:
     defense: DefenceName | None = None
     defense_scope: Scope = "all"
     defense_text: str | None = None
+    defense_selector: Literal["lexical", "judge"] = "lexical"
     shard: tuple[int, int] | None = None  # (index, count): every count-th row from index
     check_images: bool = True
 
@@ -173,6 +174,7 @@ def build_summary(
         "defense": config.defense,
         "defense_scope": config.defense_scope if config.defense else None,
         "defense_text": config.defense_text,
+        "defense_selector": config.defense_selector if config.defense == "adashield-a" else None,
         "judge": config.judge,
         "judge_kind": HEURISTIC_JUDGE_LABEL if is_heuristic_judge(config.judge) else "LLM judge",
         "dataset": benchmark.name,
@@ -287,6 +289,7 @@ def run_benchmark(
             scope=config.defense_scope,
             text=config.defense_text,
             reward=judge,
+            selector=judge if config.defense_selector == "judge" else None,
         )
     config.out.mkdir(parents=True, exist_ok=True)
     store = Store(config.out / "store.sqlite")
