@@ -23,6 +23,7 @@ from mtmcs.engine.run import DEFAULT_JUDGE, RunConfig, RunPlan, plan_run, run_be
 from mtmcs.engine.scheduler import Role, RunSettings
 from mtmcs.errors import ConfigError, DataError, MtmcsError, StoreError, redact
 from mtmcs.guardrails.defences import DEFENCES
+from mtmcs.guardrails.guard_cli import guard_command
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, create_model
 from mtmcs.protocol.dialogues import expand_row
@@ -39,6 +40,7 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect and validate a dataset.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.command("report")(report_command)
+app.command("guard")(guard_command)
 console = Console() if sys.stdout.isatty() else Console(width=120)
 errors = Console(stderr=True)
 state = {"debug": False}

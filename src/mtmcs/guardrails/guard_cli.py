@@ -1,0 +1,215 @@
+"""The `mtmcs guard` command: a guard model as a classifier of the benchmark's dialogues."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mtmcs.data.loaders import load_benchmark
+from mtmcs.engine.run import select_rows
+from mtmcs.errors import ConfigError, ProviderError, StoreError
+from mtmcs.guardrails.guard_eval import (
+    WHOLE_PREFIX,
+    dialogue_flags,
+    run_guard,
+    summarise,
+    write_results,
+)
+from mtmcs.guardrails.guards import (
+    GUARD_FORMATS,
+    GUARD_KINDS,
+    ChatGuard,
+    Guard,
+    GuardFormat,
+    GuardKind,
+    ModerationGuard,
+)
+from mtmcs.models.images import ImageEncoder
+from mtmcs.models.registry import ProviderOptions, create_model, split_name
+from mtmcs.protocol.dialogues import expand_row
+from mtmcs.protocol.types import MODALITIES, SPLITS, Modality, Split
+
+console = Console() if sys.stdout.isatty() else Console(width=120)
+
+
+def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
+    if value not in allowed:
+        raise typer.BadParameter(
+            f"{value}: expected one of {', '.join(allowed)}", param_hint=option
+        )
+    return value
+
+
+def build_guard(
+    name: str,
+    kind: GuardKind,
+    images: ImageEncoder,
+    *,
+    base_url: str | None,
+    guard_format: GuardFormat,
+    send_images: bool,
+    max_retries: int,
+    timeout: float,
+    connections: int,
+) -> Guard:
+    """The guard for a `provider/model` name and a guard kind."""
+    provider, model = split_name(name)
+    if provider == "openai-compatible" and not base_url:
+        raise ConfigError(f"{name} needs --guard-base-url (e.g. http://localhost:8000/v1)")
+    if kind == "openai-moderation":
+        if provider not in ("openai", "openai-compatible"):
+            raise ConfigError("--guard-kind openai-moderation needs an openai/<model> guard")
+        return ModerationGuard(
+            name,
+            model,
+            images,
+            base_url=base_url,
+            max_retries=max_retries,
+            timeout=timeout,
+            send_images=send_images,
+        )
+    if provider == "baseline":
+        raise ConfigError("baseline models are not guards; use a served guard model")
+    options = ProviderOptions(base_url, max_retries, timeout, connections=connections)
+    return ChatGuard(create_model(name, images, options), kind, guard_format, send_images)
+
+
+def _percent(value: float | None, ci: Any = None) -> str:
+    if value is None:
+        return "–"
+    text = f"{100 * value:.1f}"
+    if ci:
+        text += f"\n[{100 * ci[0]:.1f}–{100 * ci[1]:.1f}]"
+    return text
+
+
+def guard_table(summary: dict[str, Any]) -> Table:
+    """Classifier figures and detection turns, one line per split × modality."""
+    meta = summary["metadata"]
+    table = Table(title=f"guard {meta['guard']} ({meta['guard_kind']}), whole dialogue = R1–R3")
+    headers = ("split", "modality", "TP/FP/TN/FN", "precision %", "recall %", "F1 %", "FPR %")
+    for header in (*headers, "unparsed/failed", "detection (unsafe)"):
+        table.add_column(header, overflow="fold")
+    for split in meta["splits"]:
+        for modality, cell in summary.get(split, {}).items():
+            detection = ", ".join(f"{k} {v}" for k, v in cell["detection"].items())
+            table.add_row(
+                split,
+                modality,
+                f"{cell['tp']}/{cell['fp']}/{cell['tn']}/{cell['fn']}",
+                _percent(cell["precision"]),
+                _percent(cell["recall"], cell["recall_ci95"]),
+                _percent(cell["f1"]),
+                _percent(cell["fpr"], cell["fpr_ci95"]),
+                f"{cell['unparseable']}/{cell['failed']}",
+                detection,
+            )
+    return table
+
+
+def guard_command(
+    guard: Annotated[
+        str,
+        typer.Option(
+            help="Guard model, provider/model, e.g. openai-compatible/meta-llama/Llama-Guard-3-8B "
+            "or openai/omni-moderation-latest."
+        ),
+    ],
+    guard_kind: Annotated[
+        str, typer.Option(help=f"How to ask and parse: {', '.join(GUARD_KINDS)}.")
+    ] = "llama-guard",
+    guard_format: Annotated[
+        str,
+        typer.Option(
+            help="llama-guard only. raw: user turns as chat messages, the server's chat "
+            "template builds the guard prompt (vLLM with the model's template); prompt: our "
+            "Llama Guard prompt as one user message."
+        ),
+    ] = "prompt",
+    guard_base_url: Annotated[
+        str | None, typer.Option(help="Server of the guard, e.g. http://localhost:8000/v1.")
+    ] = None,
+    images: Annotated[
+        bool, typer.Option(help="Send the image of multimodal dialogues (off for text guards).")
+    ] = True,
+    dataset: Annotated[
+        str, typer.Option(help="'official' (ND-25/MCS-bench), 'sample' (bundled) or a directory.")
+    ] = "sample",
+    split: Annotated[
+        list[str] | None, typer.Option(help="type_a and/or type_b (default: both).")
+    ] = None,
+    modality: Annotated[
+        list[str] | None, typer.Option(help="multimodal and/or unimodal (default: both).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="First N rows of each split.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
+    max_connections: Annotated[int, typer.Option(min=1, help="Guard calls in flight.")] = 16,
+    max_retries: Annotated[int, typer.Option(min=0, help="SDK retries per call.")] = 2,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds per call.")] = 120.0,
+) -> None:
+    """Run a guard model over each dialogue's user side after R1, R2, R3; score it."""
+    kind = cast(GuardKind, _choice(guard_kind, GUARD_KINDS, "--guard-kind"))
+    fmt = cast(GuardFormat, _choice(guard_format, GUARD_FORMATS, "--guard-format"))
+    splits = tuple(cast(Split, _choice(value, SPLITS, "--split")) for value in split or SPLITS)
+    modalities = tuple(
+        cast(Modality, _choice(value, MODALITIES, "--modality")) for value in modality or MODALITIES
+    )
+    out = out or Path("runs") / ("guard__" + guard.replace("/", "__"))
+    benchmark = load_benchmark(dataset, splits)
+    rows = select_rows(benchmark, splits, limit)
+    dialogues = [d for row in rows for d in expand_row(row, modalities)]
+    encoder = ImageEncoder(benchmark.image_bytes)
+    model = build_guard(
+        guard,
+        kind,
+        encoder,
+        base_url=guard_base_url,
+        guard_format=fmt,
+        send_images=images,
+        max_retries=max_retries,
+        timeout=timeout,
+        connections=max_connections,
+    )
+
+    async def evaluate() -> Any:
+        try:
+            return await run_guard(model, dialogues, max_connections, encoder.release)
+        finally:
+            await model.aclose()
+
+    calls = asyncio.run(evaluate())
+    metadata = {
+        "guard": guard,
+        "guard_kind": kind,
+        "guard_format": fmt if kind == "llama-guard" else None,
+        "images": images,
+        "dataset": benchmark.name,
+        "revision": benchmark.revision,
+        "splits": list(splits),
+        "modalities": list(modalities),
+        "limit": limit,
+        "rows": len(rows),
+        "dialogues": len(dialogues),
+        "calls": len(calls),
+        "failed_calls": sum(call.verdict is None for call in calls),
+        "whole_dialogue_prefix": f"R1-R{WHOLE_PREFIX}",
+        "positives": "unsafe dialogues",
+    }
+    summary = summarise(dialogue_flags(calls), metadata)
+    try:
+        write_results(out, calls, summary)
+    except OSError as error:
+        raise StoreError(f"cannot write guard results to {out}: {error.strerror}") from error
+    console.print(guard_table(summary))
+    console.print(
+        f"{len(calls)} guard calls, {metadata['failed_calls']} failed; results: {out}",
+        soft_wrap=True,
+    )
+    if calls and all(call.verdict is None for call in calls):
+        raise ProviderError(f"no guard call succeeded; first failure: {calls[0].error}")
