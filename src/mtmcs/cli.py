@@ -214,6 +214,9 @@ def run(
     defense_text: Annotated[
         Path | None, typer.Option(help="Your own patch / prompt text for dpp or adashield-s.")
     ] = None,
+    adashield_selector: Annotated[
+        str, typer.Option(help="How adashield-a picks its prompt: lexical (default) or judge.")
+    ] = "lexical",
     defense_scope: Annotated[
         str, typer.Option(help="all: defend turns and questions (default); turns: turns only.")
     ] = "all",
@@ -245,6 +248,8 @@ def run(
         ) from None
     if defense is not None and defense not in DEFENCES:
         raise typer.BadParameter(f"expected one of {', '.join(DEFENCES)}", param_hint="--defense")
+    if adashield_selector not in ("lexical", "judge"):
+        raise typer.BadParameter("expected lexical or judge", param_hint="--adashield-selector")
     if defense_scope not in ("all", "turns"):
         raise typer.BadParameter("expected all or turns", param_hint="--defense-scope")
     try:
@@ -263,6 +268,7 @@ def run(
         defense=defense,
         defense_scope="turns" if defense_scope == "turns" else "all",
         defense_text=patch,
+        defense_selector="judge" if adashield_selector == "judge" else "lexical",
         out=out or _default_out(model, defense),
         base_urls=tuple(base_url or ()),
         judge_base_urls=tuple(judge_base_url or ()),
