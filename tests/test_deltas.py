@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -20,3 +21,26 @@ def test_delta_of_two_accuracies_in_percentage_points_with_a_combined_interval()
 
 def test_delta_with_a_missing_figure_is_empty() -> None:
     assert delta({"value": None, "ci95": None}, {"value": 3.0, "ci95": [2.5, 3.5]}, 1).value is None
+
+
+def test_report_shows_each_defended_run_against_its_undefended_run(tmp_path: Path) -> None:
+    from mtmcs.engine.run import RunConfig, run_benchmark
+    from mtmcs.report.cli import report
+
+    for name, defense in (("plain", None), ("patched", "dpp")):
+        run_benchmark(
+            RunConfig(
+                model="baseline/random",
+                judge="baseline/keyword",
+                dataset="sample",
+                limit=2,
+                out=tmp_path / name,
+                defense=defense,
+            )
+        )
+    report([tmp_path / "plain", tmp_path / "patched"], tmp_path / "report", ["md"])
+    markdown = (tmp_path / "report" / "leaderboard.md").read_text()
+    section = markdown.split("## Defences: change against the undefended run", 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| dpp |")]
+    assert len(rows) == 4  # 2 types × 2 modalities
+    assert all("patched (vs plain)" in row for row in rows)

@@ -159,8 +159,8 @@ def test_formats_can_be_chosen(runs: dict[str, Path], tmp_path: Path) -> None:
     result = mtmcs("report", str(runs["refuse"]), "--out", str(tmp_path), "--format", "md,latex")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["leaderboard.md", "leaderboard.tex"]
-    bad = mtmcs("report", str(runs["refuse"]), "--out", str(tmp_path), "--format", "html")
-    assert bad.returncode == 1 and "unknown report format html" in bad.stderr
+    bad = mtmcs("report", str(runs["refuse"]), "--out", str(tmp_path), "--format", "pdf")
+    assert bad.returncode == 1 and "unknown report format pdf" in bad.stderr
 
 
 def test_a_directory_without_summary_is_one_line_error(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from mtmcs.errors import ConfigError, StoreError
+from mtmcs.report.deltas import defence_deltas, render_deltas_markdown
 from mtmcs.report.leaderboard import (
     leaderboard_rows,
     load_runs,
@@ -17,7 +18,7 @@ from mtmcs.report.leaderboard import (
     render_markdown,
 )
 
-FORMATS = ("md", "csv", "latex", "png", "parquet")
+FORMATS = ("md", "csv", "latex", "png", "parquet", "html")
 
 
 def parse_formats(values: Sequence[str] | None) -> list[str]:
@@ -43,7 +44,8 @@ def report(run_dirs: Sequence[Path], out: Path, formats: Sequence[str]) -> list[
     """Write the requested report files for `run_dirs` into `out`; the paths written.
 
     md → leaderboard.md; csv → leaderboard.csv and dialogues.csv; latex → leaderboard.tex;
-    png → tradeoff/metrics/modality_gap .png and .svg; parquet → dialogues.parquet.
+    png → tradeoff/metrics/modality_gap .png and .svg; parquet → dialogues.parquet;
+    html → report.html (self-contained: tables, plots, filterable dialogues).
     """
     runs = load_runs(run_dirs)
     rows = leaderboard_rows(runs)
@@ -53,7 +55,9 @@ def report(run_dirs: Sequence[Path], out: Path, formats: Sequence[str]) -> list[
         raise StoreError(f"cannot create the report directory {out}: {error.strerror}") from error
     written = []
     if "md" in formats:
-        written.append(_write(out / "leaderboard.md", render_markdown(rows)))
+        deltas = render_deltas_markdown(defence_deltas(runs))
+        markdown = render_markdown(rows) + (f"\n{deltas}" if deltas else "")
+        written.append(_write(out / "leaderboard.md", markdown))
     if "csv" in formats:
         written.append(_write(out / "leaderboard.csv", render_csv(rows)))
     if "latex" in formats:
@@ -66,6 +70,13 @@ def report(run_dirs: Sequence[Path], out: Path, formats: Sequence[str]) -> list[
         from mtmcs.report.export import write_exports
 
         written += write_exports(runs, out, formats)
+    if "html" in formats:
+        from mtmcs.report.html import write_html
+
+        try:
+            written.append(write_html(runs, rows, out))
+        except OSError as error:
+            raise StoreError(f"cannot write {out / 'report.html'}: {error.strerror}") from error
     return written
 
 
@@ -78,11 +89,11 @@ def report_command(
         list[str] | None,
         typer.Option(
             "--format",
-            help="Comma-separated or repeated: md, csv, latex, png (also SVG), parquet "
-            "(default: all).",
+            help="Comma-separated or repeated: md, csv, latex, png (also SVG), parquet, "
+            "html (default: all).",
         ),
     ] = None,
 ) -> None:
-    """Leaderboard (Markdown, CSV, LaTeX), plots and a per-dialogue export over finished runs."""
+    """Leaderboard (Markdown, CSV, LaTeX), plots, a per-dialogue export and an HTML report."""
     for path in report(run_dirs, out, parse_formats(format)):
         typer.echo(str(path))

@@ -1,0 +1,388 @@
+"""One self-contained HTML report: leaderboard tables, plots and a filterable dialogue view.
+
+The file needs nothing beyond itself: inline CSS and JS, plots as base64 PNG data URIs, no
+fonts, no CDN, and a Content-Security-Policy that forbids any network access. Every model- or
+data-provided string is either autoescaped by jinja2 (the tables) or embedded as JSON in a
+`<script type="application/json">` element (with `<`, `>` and `&` as `\\u003c` …), parsed with
+`JSON.parse` and put into the page with `textContent` only (the dialogue list), never as HTML.
+
+jinja2 is part of the optional `report` extra and imported only here, lazily.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mtmcs.errors import ConfigError
+from mtmcs.report.export import read_dialogues
+from mtmcs.report.leaderboard import (
+    COLUMNS,
+    PUBLISHED_MODALITY,
+    SPLIT_LABELS,
+    LeaderRow,
+    RunSummary,
+    _groups,
+    _who,
+    format_figure,
+)
+
+PLOT_STEMS = (
+    ("tradeoff", "Safety–utility trade-off"),
+    ("metrics", "Metrics per type × modality"),
+    ("modality_gap", "Modality gap per run"),
+)
+CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+    "script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+)
+# JSON inside <script>: no character that could end the element or start markup survives.
+_JSON_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+
+
+def script_json(data: Any) -> str:
+    """`data` as JSON safe to place verbatim inside a `<script type="application/json">`."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    for char, escape in _JSON_ESCAPES.items():
+        text = text.replace(char, escape)
+    return text
+
+
+def table_groups(rows: Sequence[LeaderRow]) -> list[dict[str, Any]]:
+    """The leaderboard as plain cells, one group per split × modality (as in the Markdown)."""
+    groups = []
+    for split, modality, group in _groups(rows):
+        published = modality == PUBLISHED_MODALITY
+        groups.append(
+            {
+                "title": f"{SPLIT_LABELS.get(split, split)} — {modality}",
+                "published": published,
+                "rows": [
+                    [
+                        *_who(row),
+                        *(format_figure(row.figures[c.key], c.percent, published) for c in COLUMNS),
+                    ]
+                    for row in group
+                ],
+            }
+        )
+    return groups
+
+
+def dialogue_data(runs: Sequence[RunSummary]) -> dict[str, Any]:
+    """What the client-side filters and dialogue view need, from each run's dialogues.jsonl."""
+    dialogues = []
+    for run in runs:
+        for record in read_dialogues(run):
+            judge = record.get("judge") or {}
+            dialogues.append(
+                {
+                    "run": run.name,
+                    "id": str(record.get("id", "")),
+                    "split": str(record.get("split", "")),
+                    "modality": str(record.get("modality", "")),
+                    "intent": str(record.get("intent", "")),
+                    "image_variant": record.get("image_variant"),
+                    "error": record.get("error"),
+                    "turns": [str(t) for t in record.get("turns") or []],
+                    "replies": [None if r is None else str(r) for r in record.get("replies") or []],
+                    "judge": {
+                        "score": judge.get("score"),
+                        "explanation": judge.get("explanation"),
+                        "error": judge.get("error"),
+                    },
+                    "questions": [
+                        {
+                            "id": q.get("id"),
+                            "kind": q.get("kind"),
+                            "text": q.get("text"),
+                            "options": q.get("options") or [],
+                            "ground_truth": q.get("ground_truth"),
+                            "raw": q.get("raw"),
+                            "answer": q.get("answer"),
+                            "correct": q.get("correct"),
+                            "error": q.get("error"),
+                        }
+                        for q in record.get("questions") or []
+                    ],
+                }
+            )
+    return {
+        "runs": [
+            {"name": run.name, "model": run.model, "judge": run.judge, "kind": run.judge_kind}
+            for run in runs
+        ],
+        "splitLabels": SPLIT_LABELS,
+        "dialogues": dialogues,
+    }
+
+
+def _encode(directory: Path) -> list[dict[str, str]]:
+    plots = []
+    for stem, title in PLOT_STEMS:
+        path = directory / f"{stem}.png"
+        if path.is_file():
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            plots.append({"title": title, "uri": f"data:image/png;base64,{data}"})
+    return plots
+
+
+def plot_images(runs: Sequence[RunSummary], out: Path) -> tuple[list[dict[str, str]], str | None]:
+    """The plots as data URIs (from `out` when png was written there) and a note if none."""
+    plots = _encode(out)
+    if len(plots) == len(PLOT_STEMS):
+        return plots, None
+    from mtmcs.report.plots import write_plots
+
+    with tempfile.TemporaryDirectory(prefix="mtmcs-plots-") as scratch:
+        try:
+            write_plots(runs, Path(scratch))
+        except ConfigError as error:
+            return [], f"Plots skipped: {error}"
+        return _encode(Path(scratch)), None
+
+
+def render_html(
+    runs: Sequence[RunSummary],
+    rows: Sequence[LeaderRow],
+    plots: Sequence[dict[str, str]] = (),
+    plot_note: str | None = None,
+) -> str:
+    """The whole report page as one string."""
+    try:
+        import jinja2
+        from markupsafe import Markup
+    except ImportError as error:
+        raise ConfigError(
+            "the HTML report needs jinja2: pip install 'mtmcs-bench[report]' "
+            "(or leave html out of --format)"
+        ) from error
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    template = env.from_string(TEMPLATE)
+    return template.render(
+        csp=CSP,
+        columns=[c.label for c in COLUMNS],
+        groups=table_groups(rows),
+        plots=list(plots),
+        plot_note=plot_note,
+        runs=runs,
+        data=Markup(script_json(dialogue_data(runs))),
+        script=Markup(SCRIPT),
+        style=Markup(STYLE),
+    )
+
+
+def write_html(runs: Sequence[RunSummary], rows: Sequence[LeaderRow], out: Path) -> Path:
+    """`report.html` in `out` (plots taken from `out` or drawn afresh); its path."""
+    plots, note = plot_images(runs, out)
+    path = out / "report.html"
+    path.write_text(render_html(runs, rows, plots, note), encoding="utf-8")
+    return path
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #1b1b1b; }
+h1 { margin-top: 0; }
+table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.85rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }
+th:nth-child(-n+2), td:nth-child(-n+2) { text-align: left; }
+thead th { background: #f0f0f0; }
+.published { color: #555; font-style: italic; }
+.note { color: #555; font-size: 0.9rem; }
+figure { margin: 0 0 1.5rem; }
+figure img { max-width: 100%; border: 1px solid #ddd; }
+#filters { display: flex; flex-wrap: wrap; gap: 0.75rem; align-items: end; margin: 0.5rem 0; }
+#filters label { display: flex; flex-direction: column; font-size: 0.8rem; }
+.dialogue { border: 1px solid #ccc; border-radius: 4px; margin: 0.4rem 0; padding: 0.3rem 0.6rem; }
+.dialogue > summary { cursor: pointer; font-family: monospace; }
+.tag { display: inline-block; background: #eef; border-radius: 3px; padding: 0 0.3rem;
+       margin-left: 0.3rem; font-family: system-ui, sans-serif; font-size: 0.8rem; }
+.turn { margin: 0.3rem 0; padding: 0.3rem 0.5rem; white-space: pre-wrap; border-radius: 4px; }
+.user { background: #f3f6ff; }
+.model { background: #f6f6f6; }
+.who { font-weight: bold; display: block; font-size: 0.8rem; color: #444; }
+.ok { color: #11691b; } .bad { color: #a11; }
+.question { margin: 0.4rem 0; padding-left: 0.5rem; border-left: 3px solid #ddd; }
+.raw { white-space: pre-wrap; font-family: monospace; background: #fafafa; }
+"""
+
+SCRIPT = r"""
+"use strict";
+(function () {
+  const data = JSON.parse(document.getElementById("dialogue-data").textContent);
+  const runs = new Map(data.runs.map((r) => [r.name, r]));
+  const list = document.getElementById("dialogues");
+  const count = document.getElementById("count");
+  const filters = {
+    run: (d) => d.run,
+    split: (d) => d.split,
+    modality: (d) => d.modality,
+    intent: (d) => d.intent,
+    score: (d) => (d.judge.score === null || d.judge.score === undefined
+      ? "none" : String(d.judge.score)),
+  };
+  const labels = {
+    run: (v) => (runs.has(v) ? runs.get(v).model + " — " + v : v),
+    split: (v) => data.splitLabels[v] || v,
+    score: (v) => (v === "none" ? "no score" : v),
+  };
+
+  function el(tag, text, cls) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (cls) node.className = cls;
+    return node;
+  }
+
+  for (const [name, key] of Object.entries(filters)) {
+    const select = document.getElementById("filter-" + name);
+    const values = [...new Set(data.dialogues.map(key))].sort();
+    for (const value of values) {
+      const option = el("option", labels[name] ? labels[name](value) : value);
+      option.value = value;
+      select.appendChild(option);
+    }
+    select.addEventListener("change", apply);
+  }
+
+  function body(d) {
+    const box = el("div");
+    const run = runs.get(d.run);
+    box.appendChild(el("p", "model: " + run.model + " · run: " + d.run + " · judge: " +
+      run.judge + (run.kind ? " (" + run.kind + ")" : ""), "note"));
+    if (d.error) box.appendChild(el("p", "error: " + d.error, "bad"));
+    const turns = Math.max(d.turns.length, d.replies.length);
+    for (let i = 0; i < turns; i++) {
+      if (i < d.turns.length) {
+        const user = el("div", null, "turn user");
+        user.appendChild(el("span", "user, turn " + (i + 1), "who"));
+        user.appendChild(el("span", d.turns[i], "text"));
+        box.appendChild(user);
+      }
+      if (i < d.replies.length) {
+        const reply = el("div", null, "turn model");
+        reply.appendChild(el("span", "model, turn " + (i + 1), "who"));
+        reply.appendChild(el("span", d.replies[i] === null ? "(no reply)" : d.replies[i],
+          "text reply"));
+        box.appendChild(reply);
+      }
+    }
+    const judge = el("div", null, "judge");
+    judge.appendChild(el("h4", "Judge score: " + (d.judge.score ?? "none")));
+    if (d.judge.explanation) judge.appendChild(el("p", d.judge.explanation));
+    if (d.judge.error) judge.appendChild(el("p", "judge error: " + d.judge.error, "bad"));
+    box.appendChild(judge);
+    if (d.questions.length) box.appendChild(el("h4", "Questions"));
+    for (const q of d.questions) {
+      const item = el("div", null, "question");
+      item.appendChild(el("div", q.id + " (" + q.kind + ")", "who"));
+      item.appendChild(el("div", q.text));
+      if (q.options.length) {
+        const options = el("ol", null);
+        options.type = "A";
+        for (const option of q.options) options.appendChild(el("li", option));
+        item.appendChild(options);
+      }
+      item.appendChild(el("div", "raw answer:"));
+      item.appendChild(el("div", q.raw ?? "(none)", "raw"));
+      item.appendChild(el("div", "parsed: " + (q.answer ?? "unparseable") +
+        " · ground truth: " + q.ground_truth));
+      const verdict = q.error ? "failed: " + q.error : (q.correct ? "correct" : "incorrect");
+      item.appendChild(el("div", verdict, q.correct ? "ok" : "bad"));
+      box.appendChild(item);
+    }
+    return box;
+  }
+
+  const cards = data.dialogues.map((d) => {
+    const card = el("details", null, "dialogue");
+    const summary = el("summary", d.id);
+    const tags = [labels.run(d.run), d.intent, "score " + labels.score(filters.score(d))];
+    for (const tag of tags) summary.appendChild(el("span", tag, "tag"));
+    card.appendChild(summary);
+    card.addEventListener("toggle", () => {
+      if (card.open && card.childElementCount === 1) card.appendChild(body(d));
+    });
+    list.appendChild(card);
+    return card;
+  });
+
+  function apply() {
+    const chosen = Object.keys(filters).map((name) =>
+      [filters[name], document.getElementById("filter-" + name).value]);
+    let shown = 0;
+    data.dialogues.forEach((d, i) => {
+      const visible = chosen.every(([key, value]) => value === "" || key(d) === value);
+      cards[i].hidden = !visible;
+      if (visible) shown++;
+    });
+    count.textContent = shown + " of " + data.dialogues.length + " dialogues";
+  }
+  apply();
+})();
+"""
+
+TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{{ csp }}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>MTMCS-Bench report</title>
+<style>{{ style }}</style>
+</head>
+<body>
+<h1>MTMCS-Bench report</h1>
+<p class="note">Runs: {% for run in runs %}{{ run.model }} ({{ run.name }}){% if not loop.last %},
+{% endif %}{% endfor %}.</p>
+
+<h2>Leaderboard</h2>
+<p class="note">Accuracies in %, judge scores 1–5; each cell: value [95% CI] n=items. Rows marked
+[heuristic judge] were scored by a keyword heuristic, not an LLM judge: their safety-awareness
+and helpfulness are not comparable with the paper's.</p>
+{% for group in groups %}
+<h3>{{ group.title }}</h3>
+{% if group.published %}<p class="note">Published in the paper (Table 2); not measured here;
+modality not stated.</p>{% endif %}
+<table class="leaderboard{% if group.published %} published{% endif %}">
+<thead><tr><th>model</th><th>judge</th>{% for label in columns %}<th>{{ label }}</th>{% endfor %}
+</tr></thead>
+<tbody>
+{% for row in group.rows %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}</tbody>
+</table>
+{% endfor %}
+
+<h2>Plots</h2>
+{% if plot_note %}<p class="note" id="plot-note">{{ plot_note }}</p>{% endif %}
+{% for plot in plots %}
+<figure><img src="{{ plot.uri }}" alt="{{ plot.title }}"><figcaption>{{ plot.title }}</figcaption>
+</figure>
+{% endfor %}
+
+<h2>Dialogues</h2>
+<div id="filters">
+<label>model / run<select id="filter-run"><option value="">all</option></select></label>
+<label>type<select id="filter-split"><option value="">all</option></select></label>
+<label>modality<select id="filter-modality"><option value="">all</option></select></label>
+<label>intent<select id="filter-intent"><option value="">all</option></select></label>
+<label>judge score<select id="filter-score"><option value="">all</option></select></label>
+<span id="count" class="note"></span>
+</div>
+<p class="note">Click a dialogue to see its turns, replies, questions and judge verdict.</p>
+<div id="dialogues"></div>
+<script type="application/json" id="dialogue-data">{{ data }}</script>
+<script>{{ script }}</script>
+</body>
+</html>
+"""

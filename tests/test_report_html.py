@@ -1,0 +1,207 @@
+"""`mtmcs report --format html`: one self-contained page, checked in Debian's Chromium.
+
+A run whose model replies carry HTML/JS payloads goes through the real report code; the page
+must show them as text, run nothing, fetch nothing, and its client-side filters must work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fakeserver import FakeServer
+from mtmcs.engine.run import RunConfig, run_benchmark
+from mtmcs.report.html import script_json
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCRIPT_PAYLOAD = "<script>window.__pwned=1</script>"
+IMG_PAYLOAD = '<img src=x onerror="window.__pwned=2">'
+PAYLOAD = f"Sure & more: {SCRIPT_PAYLOAD} {IMG_PAYLOAD} </script><!-- end"
+SCREENSHOT = Path("/tmp/mtmcs-report-screenshot.png")
+
+
+def mtmcs(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "mtmcs", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("html-runs")
+    run_benchmark(
+        RunConfig(
+            model="baseline/random",
+            judge="baseline/keyword",
+            dataset="sample",
+            limit=2,
+            out=root / "random",
+        )
+    )
+    with FakeServer(PAYLOAD, latency=0.0) as server:
+        run_benchmark(
+            RunConfig(
+                model="openai-compatible/m",
+                judge="baseline/keyword",
+                dataset="sample",
+                limit=2,
+                out=root / "payload",
+                max_retries=0,
+                base_urls=(server.base_url,),
+            )
+        )
+    return {"random": root / "random", "payload": root / "payload"}
+
+
+@pytest.fixture(scope="module")
+def report_file(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("html-report")
+    result = mtmcs("report", str(runs["random"]), str(runs["payload"]), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    path = out / "report.html"
+    assert str(path) in result.stdout.splitlines()
+    return path
+
+
+def records(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "dialogues.jsonl").open() if line.strip()]
+
+
+def test_script_json_cannot_end_its_element() -> None:
+    text = script_json({"a": "</script><b>&amp;\u2028"})
+    assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
+    assert json.loads(text) == {"a": "</script><b>&amp;\u2028"}
+
+
+def test_html_is_self_contained_and_escaped(report_file: Path, runs: dict[str, Path]) -> None:
+    assert any(PAYLOAD in r["replies"][0] for r in records(runs["payload"]))
+    html = report_file.read_text(encoding="utf-8")
+    assert SCRIPT_PAYLOAD not in html
+    assert IMG_PAYLOAD not in html
+    assert html.count("<script") == 2  # the JSON data and the page's own script
+    # nothing outside the file: no http(s) URL in any src/href, no @import or url() fetch
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", html)
+    assert "@import" not in html and "url(" not in html
+    plots = html.count('src="data:image/png;base64,')
+    assert plots == 3 or (plots == 0 and "Plots skipped" in html)  # matplotlib is optional
+    assert "Content-Security-Policy" in html and "default-src &#39;none&#39;" in html
+    assert "GPT-5.2 [published]" in html and "[heuristic judge]" in html
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+def visible(page: Any) -> int:
+    count: int = page.locator("#dialogues > details.dialogue:not([hidden])").count()
+    return count
+
+
+def test_report_in_chromium(
+    browser: Any, report_file: Path, runs: dict[str, Path], tmp_path: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    requests: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    url = report_file.as_uri()
+    page.goto(url)
+    page.wait_for_load_state("load")
+
+    everything = {name: records(run) for name, run in runs.items()}
+    total = sum(len(r) for r in everything.values())
+    assert visible(page) == total
+    assert page.locator("#count").text_content() == f"{total} of {total} dialogues"
+    assert page.locator("table.leaderboard").count() >= 5
+    for image in page.locator("figure img").all():
+        assert image.evaluate("img => img.complete && img.naturalWidth > 0")
+
+    # filters: model/run, then type, then intent, then judge score, then back to all
+    payload = everything["payload"]
+    page.select_option("#filter-run", "payload")
+    assert visible(page) == len(payload)
+    page.select_option("#filter-split", "type_a")
+    type_a = [r for r in payload if r["split"] == "type_a"]
+    assert visible(page) == len(type_a) < len(payload)
+    page.select_option("#filter-intent", "unsafe")
+    unsafe = [r for r in type_a if r["intent"] == "unsafe"]
+    assert visible(page) == len(unsafe) < len(type_a)
+    page.select_option("#filter-modality", "unimodal")
+    assert visible(page) == sum(r["modality"] == "unimodal" for r in unsafe)
+    page.select_option("#filter-modality", "")
+    page.select_option("#filter-run", "")
+    both = [r for rs in everything.values() for r in rs]
+    assert visible(page) == sum(r["split"] == "type_a" and r["intent"] == "unsafe" for r in both)
+    score = str(next(r["judge"]["score"] for r in both if r["judge"]["score"] is not None))
+    page.select_option("#filter-score", score)
+    assert visible(page) == sum(
+        r["split"] == "type_a" and r["intent"] == "unsafe" and str(r["judge"]["score"]) == score
+        for r in both
+    )
+    for name in ("split", "intent", "score"):
+        page.select_option(f"#filter-{name}", "")
+    assert visible(page) == total
+
+    # the per-dialogue view: payload shown as text, in order, with questions and judge
+    page.select_option("#filter-run", "payload")
+    card = page.locator("#dialogues > details.dialogue:not([hidden])").first
+    card.locator("summary").click()
+    first = payload[0]
+    replies = card.locator(".reply")
+    assert replies.count() == len(first["replies"])
+    assert replies.first.is_visible() and replies.first.text_content() == PAYLOAD
+    assert card.get_by_text(SCRIPT_PAYLOAD, exact=False).first.is_visible()
+    turns = card.locator(".user .text").all_text_contents()
+    assert turns == first["turns"]
+    assert card.locator(".question").count() == len(first["questions"])
+    assert card.locator(".raw").first.text_content() == first["questions"][0]["raw"]
+    assert f"Judge score: {first['judge']['score']}" in card.text_content()
+    assert first["judge"]["explanation"] in card.text_content()
+    assert page.locator("#dialogues img, #dialogues script").count() == 0
+    page.wait_for_timeout(200)
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+
+    shot = tmp_path / "report.png"
+    page.screenshot(path=str(shot), full_page=False)
+    print(f"screenshot: {shot}")
+    if os.environ.get("MTMCS_SCREENSHOT"):
+        card.scroll_into_view_if_needed()
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        print(f"screenshot: {SCREENSHOT}")
+
+    assert errors == []
+    assert [u for u in requests if not u.startswith("data:")] == [url]
+    page.close()
