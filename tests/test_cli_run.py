@@ -7,21 +7,12 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from command import MTMCS, mtmcs
 from fakeserver import FakeServer, RecordedRequest
-
-MTMCS = [sys.executable, "-m", "mtmcs"]
-
-
-def mtmcs(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run(
-        [*MTMCS, *args], capture_output=True, text=True, env=environment, timeout=120, check=False
-    )
 
 
 def reply(request: RecordedRequest) -> str:

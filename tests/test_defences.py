@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from command import mtmcs
 from fakeserver import FakeServer, RecordedRequest
 from mtmcs.engine.run import RunConfig, RunResult, run_benchmark
 from mtmcs.engine.scheduler import RunSettings
@@ -220,40 +221,26 @@ def test_unknown_defence_is_refused() -> None:
 
 
 def test_cli_defense_option_runs_the_defended_model_and_records_it(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
     patch = tmp_path / "patch.txt"
     patch.write_text("Stay safe.\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mtmcs",
-            "run",
-            "--dataset",
-            "sample",
-            "--model",
-            "baseline/random",
-            "--judge",
-            "baseline/keyword",
-            "--limit",
-            "1",
-            "--defense",
-            "dpp",
-            "--defense-text",
-            str(patch),
-            "--defense-scope",
-            "turns",
-            "--out",
-            str(tmp_path / "r"),
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=120,
-        check=False,
+    result = mtmcs(
+        "run",
+        "--dataset",
+        "sample",
+        "--model",
+        "baseline/random",
+        "--judge",
+        "baseline/keyword",
+        "--limit",
+        "1",
+        "--defense",
+        "dpp",
+        "--defense-text",
+        str(patch),
+        "--defense-scope",
+        "turns",
+        "--out",
+        str(tmp_path / "r"),
     )
     assert result.returncode == 0, result.stderr
     meta = json.loads((tmp_path / "r" / "summary.json").read_text())["metadata"]

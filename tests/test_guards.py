@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from command import mtmcs
 from fakeserver import FakeServer, RecordedRequest
 from mtmcs.data.loaders import load_benchmark
 from mtmcs.engine.run import select_rows
@@ -230,30 +228,20 @@ def test_guard_command_on_the_sample(
 
     server = fake_server(guard)
     out = tmp_path / "guard"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mtmcs",
-            "guard",
-            "--guard",
-            "openai-compatible/meta-llama/Llama-Guard-3-8B",
-            "--guard-kind",
-            "llama-guard",
-            "--guard-base-url",
-            server.base_url,
-            "--dataset",
-            "sample",
-            "--limit",
-            "1",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=120,
-        check=False,
+    result = mtmcs(
+        "guard",
+        "--guard",
+        "openai-compatible/meta-llama/Llama-Guard-3-8B",
+        "--guard-kind",
+        "llama-guard",
+        "--guard-base-url",
+        server.base_url,
+        "--dataset",
+        "sample",
+        "--limit",
+        "1",
+        "--out",
+        str(out),
     )
     assert result.returncode == 0, result.stderr
     dialogues = 2 * 4  # one row per split × 2 modalities × 2 intents

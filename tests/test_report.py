@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from command import mtmcs
 from mtmcs.engine.run import RunConfig, run_benchmark
 from mtmcs.engine.scheduler import RunSettings
 from mtmcs.report.leaderboard import latex_escape
@@ -21,18 +19,6 @@ from mtmcs.report.leaderboard import latex_escape
 LIMIT = 2
 SPLITS = 2
 RUNS = ("random", "refuse", "random-seed1")
-
-
-def mtmcs(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "mtmcs", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

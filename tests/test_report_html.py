@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from command import mtmcs
 from fakeserver import FakeServer
 from mtmcs.engine.run import RunConfig, run_benchmark
 from mtmcs.report.html import script_json
@@ -26,18 +25,6 @@ SCRIPT_PAYLOAD = "<script>window.__pwned=1</script>"
 IMG_PAYLOAD = '<img src=x onerror="window.__pwned=2">'
 PAYLOAD = f"Sure & more: {SCRIPT_PAYLOAD} {IMG_PAYLOAD} </script><!-- end"
 SCREENSHOT = Path("/tmp/mtmcs-report-screenshot.png")
-
-
-def mtmcs(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "mtmcs", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

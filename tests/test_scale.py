@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from command import mtmcs
 from fakeserver import FakeServer
 from mtmcs.engine.run import RunConfig, run_benchmark
 from mtmcs.engine.scheduler import RunSettings
@@ -67,37 +65,27 @@ def test_dry_run_prints_the_plan_and_calls_nothing(
     fake_server: Callable[..., FakeServer], tmp_path: Path
 ) -> None:
     server = fake_server(standard_reply)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mtmcs",
-            "run",
-            "--dataset",
-            "sample",
-            "--model",
-            "openai-compatible/m",
-            "--base-url",
-            server.base_url,
-            "--judge",
-            "openai-compatible/j",
-            "--judge-base-url",
-            server.base_url,
-            "--dry-run",
-            "--assume-latency",
-            "2",
-            "--max-connections",
-            "96",
-            "--judge-max-connections",
-            "16",
-            "--out",
-            str(tmp_path / "run"),
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=120,
-        check=False,
+    result = mtmcs(
+        "run",
+        "--dataset",
+        "sample",
+        "--model",
+        "openai-compatible/m",
+        "--base-url",
+        server.base_url,
+        "--judge",
+        "openai-compatible/j",
+        "--judge-base-url",
+        server.base_url,
+        "--dry-run",
+        "--assume-latency",
+        "2",
+        "--max-connections",
+        "96",
+        "--judge-max-connections",
+        "16",
+        "--out",
+        str(tmp_path / "run"),
     )
     assert result.returncode == 0, result.stderr
     assert "576 model + 96 judge = 672" in result.stdout

@@ -7,12 +7,12 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from command import MTMCS, mtmcs
 from fakeserver import FakeServer, RecordedRequest, Reply
 from mtmcs.data.loaders import SAMPLE_DIR
 from mtmcs.engine.store import Store
@@ -20,17 +20,6 @@ from mtmcs.errors import StoreError
 from test_run_e2e import kind_of, standard_reply
 
 SECRET = "sk-PLANTED-SECRET-7f3a9c2e5b1d"
-
-
-def mtmcs(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mtmcs", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
-        timeout=120,
-        check=False,
-    )
 
 
 def every_byte_under(directory: Path) -> bytes:
@@ -148,7 +137,7 @@ def test_two_concurrent_runs_leave_one_intact_store(tmp_path: Path) -> None:
     environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
     runs = [
         subprocess.Popen(
-            [sys.executable, "-m", "mtmcs", *args],
+            [*MTMCS, *args],
             env=environment,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
