@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from mtmcs.build.cli import build_command
 from mtmcs.data.loaders import load_benchmark
 from mtmcs.engine.run import DEFAULT_JUDGE, RunConfig, RunPlan, plan_run, run_benchmark
 from mtmcs.engine.scheduler import Role, RunSettings
@@ -41,6 +42,7 @@ data_app = typer.Typer(help="Inspect and validate a dataset.", no_args_is_help=T
 app.add_typer(data_app, name="data")
 app.command("report")(report_command)
 app.command("guard")(guard_command)
+app.command("build")(build_command)
 console = Console() if sys.stdout.isatty() else Console(width=120)
 errors = Console(stderr=True)
 state = {"debug": False}

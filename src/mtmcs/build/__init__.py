@@ -1,0 +1,1 @@
+"""Dataset construction: images → validated scenarios → the official parquet layout."""
