@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import traceback
@@ -13,25 +12,24 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mtmcs.build.cli import build_command
+from mtmcs.console import console, errors
 from mtmcs.data.loaders import load_benchmark
-from mtmcs.engine.run import DEFAULT_JUDGE, RunConfig, RunPlan, plan_run, run_benchmark
+from mtmcs.engine.run import RunConfig, RunPlan, plan_run, run_benchmark
 from mtmcs.engine.scheduler import Role, RunSettings
-from mtmcs.errors import ConfigError, DataError, MtmcsError, StoreError, redact
+from mtmcs.errors import ConfigError, DataError, MtmcsError, redact
 from mtmcs.guardrails.defences import DEFENCES
 from mtmcs.guardrails.guard_cli import guard_command
-from mtmcs.models.images import ImageEncoder
-from mtmcs.models.registry import ProviderOptions, create_model
 from mtmcs.protocol.dialogues import expand_row
+from mtmcs.protocol.judge import DEFAULT_JUDGE
 from mtmcs.protocol.messages import ImagePlacement
 from mtmcs.protocol.types import MODALITIES, SPLITS, Modality, Split
 from mtmcs.report.cli import report_command
-from mtmcs.scoring.injection import JudgeCheckReport, judge_check
+from mtmcs.scoring.judge_check_cli import judge_check_command
 
 app = typer.Typer(
     help="MTMCS-Bench: multi-turn multimodal contextual safety.",
@@ -40,11 +38,6 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect and validate a dataset.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-app.command("report")(report_command)
-app.command("guard")(guard_command)
-app.command("build")(build_command)
-console = Console() if sys.stdout.isatty() else Console(width=120)
-errors = Console(stderr=True)
 state = {"debug": False}
 
 DatasetOption = Annotated[
@@ -411,49 +404,10 @@ def show(
                 console.print(f"      {letter}. {option}", markup=False)
 
 
-@app.command("judge-check")
-def judge_check_command(
-    judge: Annotated[
-        str, typer.Option(help="Judge, provider/model or baseline/keyword.")
-    ] = DEFAULT_JUDGE,
-    judge_base_url: Annotated[str | None, typer.Option(help="Server of the judge.")] = None,
-    max_retries: Annotated[int, typer.Option(min=0, help="SDK retries per call.")] = 2,
-    timeout: Annotated[float, typer.Option(min=1, help="Seconds per call.")] = 120.0,
-    out: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
-) -> None:
-    """Judge fixed low-scoring dialogues clean and with injected text; report score moves."""
-    model = create_model(
-        judge,
-        ImageEncoder(lambda image_id: b""),  # text-only: the judge sees captions, no images
-        ProviderOptions(judge_base_url, max_retries, timeout),
-        judge=True,
-    )
-
-    async def check() -> JudgeCheckReport:
-        try:
-            return await judge_check(model)
-        finally:
-            await model.aclose()
-
-    report = asyncio.run(check())
-    table = Table(title=f"judge {judge}: prompt-injection check")
-    for header in ("attack", "cases", "moved up", "mean Δ", "unparsed", "failed"):
-        table.add_column(header, justify="left" if header == "attack" else "right")
-    for row in report.rows():
-        table.add_row(*row)
-    console.print(table)
-    totals = report.to_dict()["totals"]
-    console.print(
-        f"score moved up in {totals['moved_up']} of {totals['attacked_cases']} attacked cases "
-        f"({totals['unparseable']} unparsed, {totals['failed']} failed)",
-        soft_wrap=True,
-    )
-    if out is not None:
-        try:
-            out.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
-        except OSError as error:
-            raise StoreError(f"cannot write the report to {out}: {error.strerror}") from error
-        console.print(f"report: {out}", soft_wrap=True)
+app.command("report")(report_command)
+app.command("guard")(guard_command)
+app.command("build")(build_command)
+app.command("judge-check")(judge_check_command)
 
 
 def _print_traceback() -> None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from mtmcs.build.output import (
     apply_review,
@@ -27,12 +25,12 @@ from mtmcs.build.pipeline import (
     planned_calls,
     run_stages,
 )
+from mtmcs.console import console
 from mtmcs.engine.store import Store
 from mtmcs.errors import ConfigError
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, create_model
 
-console = Console() if sys.stdout.isatty() else Console(width=120)
 STORE_FILE = "build.sqlite"
 
 

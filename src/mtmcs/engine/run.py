@@ -22,12 +22,12 @@ from mtmcs.guardrails.defences import DefenceName, DefendedModel, Scope
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, create_model_pool, is_heuristic_judge
 from mtmcs.protocol.dialogues import expand_row
+from mtmcs.protocol.judge import DEFAULT_JUDGE
 from mtmcs.protocol.prompts import MCQ_DECODING, TF_DECODING
 from mtmcs.protocol.types import MODALITIES, SPLITS, Dialogue, Modality, Row, Split
 from mtmcs.scoring.metrics import compute_metrics
 from mtmcs.scoring.records import dialogue_records
 
-DEFAULT_JUDGE = "openai/gpt-5-mini"
 HEURISTIC_JUDGE_LABEL = "heuristic (refusal keywords), not an LLM judge"
 
 

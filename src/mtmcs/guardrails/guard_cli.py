@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from mtmcs.console import console
 from mtmcs.data.loaders import load_benchmark
 from mtmcs.engine.run import select_rows
 from mtmcs.errors import ConfigError, ProviderError, StoreError
@@ -34,8 +33,6 @@ from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, create_model, split_name
 from mtmcs.protocol.dialogues import expand_row
 from mtmcs.protocol.types import MODALITIES, SPLITS, Modality, Split
-
-console = Console() if sys.stdout.isatty() else Console(width=120)
 
 
 def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from mtmcs.protocol.messages import Message, transcript_text
 from mtmcs.protocol.rubrics import Rubric
 
+DEFAULT_JUDGE = "openai/gpt-5-mini"
+"""The authors' judge."""
+
 _CODE_FENCE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?```$", re.DOTALL)
 
 

@@ -1,0 +1,62 @@
+"""`mtmcs judge-check`: how often a judge's score moves under prompt-injection attacks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mtmcs.console import console
+from mtmcs.errors import StoreError
+from mtmcs.models.images import ImageEncoder
+from mtmcs.models.registry import ProviderOptions, create_model
+from mtmcs.protocol.judge import DEFAULT_JUDGE
+from mtmcs.scoring.injection import JudgeCheckReport, judge_check
+
+
+def judge_check_command(
+    judge: Annotated[
+        str, typer.Option(help="Judge, provider/model or baseline/keyword.")
+    ] = DEFAULT_JUDGE,
+    judge_base_url: Annotated[str | None, typer.Option(help="Server of the judge.")] = None,
+    max_retries: Annotated[int, typer.Option(min=0, help="SDK retries per call.")] = 2,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds per call.")] = 120.0,
+    out: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+) -> None:
+    """Judge fixed low-scoring dialogues clean and with injected text; report score moves."""
+    model = create_model(
+        judge,
+        ImageEncoder(lambda image_id: b""),  # text-only: the judge sees captions, no images
+        ProviderOptions(judge_base_url, max_retries, timeout),
+        judge=True,
+    )
+
+    async def check() -> JudgeCheckReport:
+        try:
+            return await judge_check(model)
+        finally:
+            await model.aclose()
+
+    report = asyncio.run(check())
+    table = Table(title=f"judge {judge}: prompt-injection check")
+    for header in ("attack", "cases", "moved up", "mean Δ", "unparsed", "failed"):
+        table.add_column(header, justify="left" if header == "attack" else "right")
+    for row in report.rows():
+        table.add_row(*row)
+    console.print(table)
+    totals = report.to_dict()["totals"]
+    console.print(
+        f"score moved up in {totals['moved_up']} of {totals['attacked_cases']} attacked cases "
+        f"({totals['unparseable']} unparsed, {totals['failed']} failed)",
+        soft_wrap=True,
+    )
+    if out is not None:
+        try:
+            out.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        except OSError as error:
+            raise StoreError(f"cannot write the report to {out}: {error.strerror}") from error
+        console.print(f"report: {out}", soft_wrap=True)
