@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from mtmcs.build.schemas import DialoguesOut, QuestionsOut, Scenario
+from mtmcs.data.features import official_features
 from mtmcs.errors import ConfigError
 from mtmcs.models.images import ImageEncoder
 from mtmcs.protocol.types import SPLITS, TURN_FIELDS
@@ -52,21 +53,7 @@ def _questions(questions: QuestionsOut, modality: str) -> tuple[list[Any], list[
 
 def split_columns(scenarios: Sequence[Scenario], split: str) -> dict[str, list[Any]]:
     """The columns of one split in the official schema; ids are positions in `scenarios`."""
-    columns: dict[str, list[Any]] = {
-        name: []
-        for name in (
-            "id",
-            "image",
-            "variant_images",
-            "unsafe_intent",
-            "multimodal_dialogue",
-            "unimodal_dialogue",
-            "multimodal_mcq",
-            "unimodal_mcq",
-            "multimodal_tf",
-            "unimodal_tf",
-        )
-    }
+    columns: dict[str, list[Any]] = {name: [] for name in official_features()}
     for index, scenario in enumerate(scenarios):
         questions: QuestionsOut = getattr(scenario, split)
         columns["id"].append(index)
@@ -87,7 +74,6 @@ def write_dataset(
     """`data/type_{a,b}-00000-of-00001.parquet`, `captions.json`, `README.md`, the report."""
     from datasets import Dataset
 
-    from mtmcs.data.features import official_features
     from mtmcs.data.loaders import _quiet_datasets
 
     _quiet_datasets()
