@@ -104,6 +104,7 @@ def expand_row(
             image_id=image,
             questions=dialogue_questions(row, modality, intent, variant),
             image_variant=variant,
+            unsafe_intent=row.unsafe_intent,
         )
         for modality, variant, image in images
         for intent in INTENTS

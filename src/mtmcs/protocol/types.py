@@ -97,7 +97,8 @@ class Question:
 class Dialogue:
     """One dialogue of a row (modality × intent, and image variant) with its questions.
 
-    `image_variant` is 0 for the base image and k for the row's k-th variant image.
+    `image_variant` is 0 for the base image and k for the row's k-th variant image;
+    `unsafe_intent` is the row's harmful goal (for breakdowns; never shown to the model).
     """
 
     id: str
@@ -110,6 +111,7 @@ class Dialogue:
     image_id: str | None
     questions: tuple[Question, ...] = field(default=())
     image_variant: int = 0
+    unsafe_intent: str = ""
 
     @property
     def cell(self) -> str:

@@ -26,6 +26,7 @@ def dialogue_records(
             "modality": d.modality,
             "image_variant": d.image_variant,
             "intent": d.intent,
+            "unsafe_intent": d.unsafe_intent,
             "turns": list(d.turns),
             "replies": list(outcome.replies),
             "error": outcome.error,
