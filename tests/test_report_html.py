@@ -18,7 +18,10 @@ import pytest
 from command import mtmcs
 from fakeserver import FakeServer
 from mtmcs.engine.run import RunConfig, run_benchmark
+from mtmcs.models.baseline import REFUSAL
 from mtmcs.report.html import script_json
+from mtmcs.scoring.categories import CATEGORY_IDS, CategoryMap
+from mtmcs.scoring.categorize import write_map
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCRIPT_PAYLOAD = "<script>window.__pwned=1</script>"
@@ -39,25 +42,43 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             out=root / "random",
         )
     )
-    with FakeServer(PAYLOAD, latency=0.0) as server:
-        run_benchmark(
-            RunConfig(
-                model="openai-compatible/m",
-                judge="baseline/keyword",
-                dataset="sample",
-                limit=2,
-                out=root / "payload",
-                max_retries=0,
-                base_urls=(server.base_url,),
+    scripted = {"payload": PAYLOAD, "cautious": REFUSAL}
+    for name, reply in scripted.items():
+        with FakeServer(reply, latency=0.0) as server:
+            run_benchmark(
+                RunConfig(
+                    model=f"openai-compatible/{name}",
+                    judge="baseline/keyword",
+                    dataset="sample",
+                    limit=2,
+                    out=root / name,
+                    max_retries=0,
+                    base_urls=(server.base_url,),
+                )
             )
-        )
-    return {"random": root / "random", "payload": root / "payload"}
+    dirs = {name: root / name for name in ("random", *scripted)}
+    stances = mtmcs("stances", *map(str, dirs.values()), "--judge", "baseline/keyword")
+    assert stances.returncode == 0, stances.stderr
+    return dirs
 
 
 @pytest.fixture(scope="module")
-def report_file(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def categories(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A mapping file putting the sample's intents, alternately, in two categories."""
+    intents = sorted({r["unsafe_intent"] for r in records(runs["random"])})
+    assignments = {intent: CATEGORY_IDS[i % 2] for i, intent in enumerate(intents)}
+    path = tmp_path_factory.mktemp("categories") / "categories.json"
+    write_map(path, CategoryMap(method="llm", model="scripted", assignments=assignments))
+    return path
+
+
+@pytest.fixture(scope="module")
+def report_file(
+    runs: dict[str, Path], categories: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     out = tmp_path_factory.mktemp("html-report")
-    result = mtmcs("report", str(runs["random"]), str(runs["payload"]), "--out", str(out))
+    dirs = [str(runs[name]) for name in ("random", "payload", "cautious")]
+    result = mtmcs("report", *dirs, "--out", str(out), "--categories", str(categories))
     assert result.returncode == 0, result.stderr
     path = out / "report.html"
     assert str(path) in result.stdout.splitlines()
@@ -133,6 +154,11 @@ def test_report_in_chromium(
     assert visible(page) == total
     assert page.locator("#count").text_content() == f"{total} of {total} dialogues"
     assert page.locator("table.leaderboard").count() >= 5
+    titles = page.locator("h3").all_text_contents()
+    for title in ("Scenario pairs: both sides right", "By harm category", "Turn-level stances"):
+        assert title in titles
+    assert "Refusal onset (type A, unsafe dialogues)" in titles
+    assert page.locator("table.breakdown").count() == 5
     for image in page.locator("figure img").all():
         assert image.evaluate("img => img.complete && img.naturalWidth > 0")
 
@@ -162,12 +188,20 @@ def test_report_in_chromium(
         page.select_option(f"#filter-{name}", "")
     assert visible(page) == total
 
+    # the harm-category filter follows the mapping file
+    page.select_option("#filter-category", CATEGORY_IDS[1])
+    intents = sorted({r["unsafe_intent"] for r in both})
+    second = {intent for i, intent in enumerate(intents) if i % 2 == 1}
+    assert 0 < visible(page) == sum(r["unsafe_intent"] in second for r in both) < total
+    page.select_option("#filter-category", "")
+
     # the per-dialogue view: payload shown as text, in order, with questions and judge
     page.select_option("#filter-run", "payload")
     card = page.locator("#dialogues > details.dialogue:not([hidden])").first
     card.locator("summary").click()
     first = payload[0]
     replies = card.locator(".reply")
+    replies.first.wait_for()
     assert replies.count() == len(first["replies"])
     assert replies.first.is_visible() and replies.first.text_content() == PAYLOAD
     assert card.get_by_text(SCRIPT_PAYLOAD, exact=False).first.is_visible()
@@ -176,6 +210,8 @@ def test_report_in_chromium(
     assert card.locator(".question").count() == len(first["questions"])
     assert card.locator(".raw").first.text_content() == first["questions"][0]["raw"]
     assert f"Judge score: {first['judge']['score']}" in card.text_content()
+    assert "model, turn 1 · stance: " in card.text_content()  # from `mtmcs stances`
+    assert first["unsafe_intent"] in card.text_content()
     assert first["judge"]["explanation"] in card.text_content()
     assert page.locator("#dialogues img, #dialogues script").count() == 0
     page.wait_for_timeout(200)

@@ -29,7 +29,9 @@ from mtmcs.protocol.judge import DEFAULT_JUDGE
 from mtmcs.protocol.messages import ImagePlacement
 from mtmcs.protocol.types import MODALITIES, SPLITS, Modality, Split
 from mtmcs.report.cli import report_command
+from mtmcs.scoring.categorize_cli import categorize_command
 from mtmcs.scoring.judge_check_cli import judge_check_command
+from mtmcs.scoring.stance_cli import stances_command
 
 app = typer.Typer(
     help="MTMCS-Bench: multi-turn multimodal contextual safety.",
@@ -408,6 +410,8 @@ app.command("report")(report_command)
 app.command("guard")(guard_command)
 app.command("build")(build_command)
 app.command("judge-check")(judge_check_command)
+app.command("stances")(stances_command)
+app.command("categorize")(categorize_command)
 
 
 def _print_traceback() -> None:

@@ -7,7 +7,7 @@ from typing import Literal, Protocol
 
 from mtmcs.protocol.messages import Message
 
-CallKind = Literal["turn", "mcq", "tf", "judge"]
+CallKind = Literal["turn", "mcq", "tf", "judge", "stance"]
 
 
 @dataclass(frozen=True, slots=True)

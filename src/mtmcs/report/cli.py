@@ -9,14 +9,28 @@ from typing import Annotated
 import typer
 
 from mtmcs.errors import ConfigError, StoreError
+from mtmcs.report.breakdowns import (
+    Breakdown,
+    category_breakdown,
+    pair_breakdown,
+    render_breakdowns_csv,
+    render_breakdowns_markdown,
+    stance_breakdowns,
+    variant_breakdown,
+)
 from mtmcs.report.deltas import defence_deltas, render_deltas_markdown
+from mtmcs.report.export import read_dialogues
 from mtmcs.report.leaderboard import (
+    RunSummary,
     leaderboard_rows,
     load_runs,
     render_csv,
     render_latex,
     render_markdown,
 )
+from mtmcs.scoring.categories import CategoryMap
+from mtmcs.scoring.categorize import read_map
+from mtmcs.scoring.stance_summary import run_stance_breakdown
 
 FORMATS = ("md", "csv", "latex", "png", "parquet", "html")
 
@@ -40,15 +54,46 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def report(run_dirs: Sequence[Path], out: Path, formats: Sequence[str]) -> list[Path]:
+def category_map(path: Path) -> CategoryMap:
+    """The mapping file written by `mtmcs categorize`, checked."""
+    mapping = read_map(path)
+    if mapping is None:
+        raise ConfigError(f"no category mapping file {path}: make one with `mtmcs categorize`")
+    return mapping
+
+
+def breakdown_tables(
+    runs: Sequence[RunSummary], mapping: CategoryMap | None = None
+) -> list[Breakdown]:
+    """The pair, harm-category (with a mapping file), image-variant and stance breakdowns."""
+    records = [(run, read_dialogues(run)) for run in runs]
+    tables = [pair_breakdown(records)]
+    if mapping is not None:
+        method = f"{mapping.method} ({mapping.model}, taxonomy {mapping.taxonomy})"
+        tables.append(category_breakdown(records, mapping.assignments.get, method))
+    tables.append(variant_breakdown(runs))
+    tables += stance_breakdowns([(run, run_stance_breakdown(run.path)) for run in runs])
+    return [table for table in tables if table.rows]
+
+
+def report(
+    run_dirs: Sequence[Path],
+    out: Path,
+    formats: Sequence[str],
+    categories: Path | None = None,
+) -> list[Path]:
     """Write the requested report files for `run_dirs` into `out`; the paths written.
 
-    md → leaderboard.md; csv → leaderboard.csv and dialogues.csv; latex → leaderboard.tex;
+    md → leaderboard.md (with the breakdowns); csv → leaderboard.csv, breakdowns.csv and
+    dialogues.csv; latex → leaderboard.tex;
     png → tradeoff/metrics/modality_gap .png and .svg; parquet → dialogues.parquet;
     html → report.html (self-contained: tables, plots, filterable dialogues).
     """
     runs = load_runs(run_dirs)
     rows = leaderboard_rows(runs)
+    mapping = category_map(categories) if categories is not None else None
+    category_of = mapping.assignments.get if mapping is not None else None
+    tables = breakdown_tables(runs, mapping)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -57,9 +102,11 @@ def report(run_dirs: Sequence[Path], out: Path, formats: Sequence[str]) -> list[
     if "md" in formats:
         deltas = render_deltas_markdown(defence_deltas(runs))
         markdown = render_markdown(rows) + (f"\n{deltas}" if deltas else "")
+        markdown += f"\n{render_breakdowns_markdown(tables)}" if tables else ""
         written.append(_write(out / "leaderboard.md", markdown))
     if "csv" in formats:
         written.append(_write(out / "leaderboard.csv", render_csv(rows)))
+        written.append(_write(out / "breakdowns.csv", render_breakdowns_csv(tables)))
     if "latex" in formats:
         written.append(_write(out / "leaderboard.tex", render_latex(rows)))
     if "png" in formats:
@@ -69,12 +116,12 @@ def report(run_dirs: Sequence[Path], out: Path, formats: Sequence[str]) -> list[
     if "parquet" in formats or "csv" in formats:
         from mtmcs.report.export import write_exports
 
-        written += write_exports(runs, out, formats)
+        written += write_exports(runs, out, formats, category_of)
     if "html" in formats:
         from mtmcs.report.html import write_html
 
         try:
-            written.append(write_html(runs, rows, out))
+            written.append(write_html(runs, rows, tables, out, category_of))
         except OSError as error:
             raise StoreError(f"cannot write {out / 'report.html'}: {error.strerror}") from error
     return written
@@ -93,7 +140,14 @@ def report_command(
             "html (default: all).",
         ),
     ] = None,
+    categories: Annotated[
+        Path | None,
+        typer.Option(
+            help="Harm-category mapping file from `mtmcs categorize`: adds the breakdown "
+            "by category and the category filter."
+        ),
+    ] = None,
 ) -> None:
-    """Leaderboard (Markdown, CSV, LaTeX), plots, a per-dialogue export and an HTML report."""
-    for path in report(run_dirs, out, parse_formats(format)):
+    """Leaderboard (Markdown, CSV, LaTeX), breakdowns, plots, a per-dialogue export and HTML."""
+    for path in report(run_dirs, out, parse_formats(format), categories):
         typer.echo(str(path))

@@ -1,18 +1,19 @@
 """Per-dialogue table over every run's `dialogues.jsonl`, as parquet and CSV.
 
 One row per dialogue. Columns: the run (`run`, `run_dir`, `model`, `judge`, `judge_kind`),
-the dialogue (`id` … `intent`, `error`), its turns and replies (`turn_1`, `reply_1`, …), the
-judge (`judge_score`, `judge_explanation`, `judge_error`), question totals (`mcq_n`,
-`mcq_correct`, `tf_n`, `tf_correct`, unparseable/failed counts) and, per question, named by
-its id within the dialogue (e.g. `mcq_2`, `tf_0`): `<q>_answer`, `<q>_ground_truth`,
-`<q>_correct`, `<q>_error`. Questions a dialogue lacks are empty.
+the dialogue (`id` … `intent`, `unsafe_intent`, `harm_category` with `--categories`,
+`error`), its turns and replies (`turn_1`, `reply_1`, …), the judge (`judge_score`,
+`judge_explanation`, `judge_error`), question totals (`mcq_n`, `mcq_correct`, `tf_n`,
+`tf_correct`, unparseable/failed counts) and, per question, named by its id within the
+dialogue (e.g. `mcq_2`, `tf_0`): `<q>_answer`, `<q>_ground_truth`, `<q>_correct`,
+`<q>_error`. Questions a dialogue lacks are empty.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,18 @@ from mtmcs.errors import ConfigError, DataError, Problem
 from mtmcs.report.leaderboard import RunSummary
 
 RUN_COLUMNS = ("run", "run_dir", "model", "judge", "judge_kind")
-DIALOGUE_COLUMNS = ("id", "pair_id", "split", "row_id", "modality", "image_variant", "intent")
+DIALOGUE_COLUMNS = (
+    "id",
+    "pair_id",
+    "split",
+    "row_id",
+    "modality",
+    "image_variant",
+    "intent",
+    "unsafe_intent",
+)
 QUESTION_FIELDS = ("answer", "ground_truth", "correct", "error")
+CategoryLookup = Callable[[str], str | None]
 
 
 def read_dialogues(run: RunSummary) -> list[dict[str, Any]]:
@@ -46,8 +57,10 @@ def read_dialogues(run: RunSummary) -> list[dict[str, Any]]:
     return records
 
 
-def flatten(run: RunSummary, record: Mapping[str, Any]) -> dict[str, Any]:
-    """One dialogue record as a flat row."""
+def flatten(
+    run: RunSummary, record: Mapping[str, Any], category_of: CategoryLookup | None = None
+) -> dict[str, Any]:
+    """One dialogue record as a flat row (with its harm category when a lookup is given)."""
     row: dict[str, Any] = {
         "run": run.name,
         "run_dir": str(run.path),
@@ -56,6 +69,9 @@ def flatten(run: RunSummary, record: Mapping[str, Any]) -> dict[str, Any]:
         "judge_kind": run.judge_kind,
     }
     row.update({key: record.get(key) for key in DIALOGUE_COLUMNS})
+    row["harm_category"] = (
+        category_of(str(record.get("unsafe_intent") or "")) if category_of else None
+    )
     row["error"] = record.get("error")
     for index, turn in enumerate(record.get("turns") or [], start=1):
         row[f"turn_{index}"] = turn
@@ -82,10 +98,12 @@ def flatten(run: RunSummary, record: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
-def dialogue_table(runs: Sequence[RunSummary]) -> tuple[list[str], list[dict[str, Any]]]:
+def dialogue_table(
+    runs: Sequence[RunSummary], category_of: CategoryLookup | None = None
+) -> tuple[list[str], list[dict[str, Any]]]:
     """Columns (fixed ones first, per-question ones sorted) and one row per dialogue."""
-    rows = [flatten(run, record) for run in runs for record in read_dialogues(run)]
-    fixed = [*RUN_COLUMNS, *DIALOGUE_COLUMNS, "error"]
+    rows = [flatten(run, record, category_of) for run in runs for record in read_dialogues(run)]
+    fixed = [*RUN_COLUMNS, *DIALOGUE_COLUMNS, "harm_category", "error"]
     turns = sorted(
         {key for row in rows for key in row if key.startswith(("turn_", "reply_"))},
         key=lambda key: (key.split("_")[0] == "reply", int(key.rsplit("_", 1)[1])),
@@ -97,9 +115,14 @@ def dialogue_table(runs: Sequence[RunSummary]) -> tuple[list[str], list[dict[str
     return [*fixed, *turns, *judge, *totals, *questions], rows
 
 
-def write_exports(runs: Sequence[RunSummary], out: Path, formats: Sequence[str]) -> list[Path]:
+def write_exports(
+    runs: Sequence[RunSummary],
+    out: Path,
+    formats: Sequence[str],
+    category_of: CategoryLookup | None = None,
+) -> list[Path]:
     """`dialogues.parquet` and/or `dialogues.csv` in `out`; the paths written."""
-    columns, rows = dialogue_table(runs)
+    columns, rows = dialogue_table(runs, category_of)
     written = []
     if "parquet" in formats:
         import pyarrow as pa

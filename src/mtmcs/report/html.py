@@ -14,11 +14,12 @@ from __future__ import annotations
 import base64
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from mtmcs.errors import ConfigError
+from mtmcs.report.breakdowns import UNCATEGORISED, Breakdown
 from mtmcs.report.export import read_dialogues
 from mtmcs.report.leaderboard import (
     COLUMNS,
@@ -30,6 +31,7 @@ from mtmcs.report.leaderboard import (
     _who,
     format_figure,
 )
+from mtmcs.scoring.stance_summary import load_stances
 
 PLOT_STEMS = (
     ("tradeoff", "Safety–utility trade-off"),
@@ -79,12 +81,34 @@ def table_groups(rows: Sequence[LeaderRow]) -> list[dict[str, Any]]:
     return groups
 
 
-def dialogue_data(runs: Sequence[RunSummary]) -> dict[str, Any]:
+def breakdown_sections(tables: Sequence[Breakdown]) -> list[dict[str, Any]]:
+    """Each breakdown as plain cells: title, note, header and rows."""
+    return [
+        {
+            "title": table.title,
+            "note": table.note,
+            "header": ["model", "type", table.group_label, *(c.label for c in table.columns)],
+            "rows": [
+                [*labels, *(format_figure(figures[c.key], c.percent) for c in table.columns)]
+                for labels, figures in table.rows
+            ],
+        }
+        for table in tables
+    ]
+
+
+def dialogue_data(
+    runs: Sequence[RunSummary], category_of: Callable[[str], str | None] | None = None
+) -> dict[str, Any]:
     """What the client-side filters and dialogue view need, from each run's dialogues.jsonl."""
     dialogues = []
     for run in runs:
+        classified = load_stances(run.path)
+        stances = classified.stances if classified else {}
         for record in read_dialogues(run):
             judge = record.get("judge") or {}
+            unsafe_intent = str(record.get("unsafe_intent") or "")
+            category = category_of(unsafe_intent) if category_of else None
             dialogues.append(
                 {
                     "run": run.name,
@@ -92,6 +116,9 @@ def dialogue_data(runs: Sequence[RunSummary]) -> dict[str, Any]:
                     "split": str(record.get("split", "")),
                     "modality": str(record.get("modality", "")),
                     "intent": str(record.get("intent", "")),
+                    "unsafeIntent": unsafe_intent,
+                    "category": category or UNCATEGORISED,
+                    "stances": list(stances.get(str(record.get("id")), ())),
                     "image_variant": record.get("image_variant"),
                     "error": record.get("error"),
                     "turns": [str(t) for t in record.get("turns") or []],
@@ -155,8 +182,10 @@ def plot_images(runs: Sequence[RunSummary], out: Path) -> tuple[list[dict[str, s
 def render_html(
     runs: Sequence[RunSummary],
     rows: Sequence[LeaderRow],
+    tables: Sequence[Breakdown] = (),
     plots: Sequence[dict[str, str]] = (),
     plot_note: str | None = None,
+    category_of: Callable[[str], str | None] | None = None,
 ) -> str:
     """The whole report page as one string."""
     try:
@@ -173,20 +202,28 @@ def render_html(
         csp=CSP,
         columns=[c.label for c in COLUMNS],
         groups=table_groups(rows),
+        breakdowns=breakdown_sections(tables),
         plots=list(plots),
         plot_note=plot_note,
         runs=runs,
-        data=Markup(script_json(dialogue_data(runs))),
+        data=Markup(script_json(dialogue_data(runs, category_of))),
         script=Markup(SCRIPT),
         style=Markup(STYLE),
     )
 
 
-def write_html(runs: Sequence[RunSummary], rows: Sequence[LeaderRow], out: Path) -> Path:
+def write_html(
+    runs: Sequence[RunSummary],
+    rows: Sequence[LeaderRow],
+    tables: Sequence[Breakdown],
+    out: Path,
+    category_of: Callable[[str], str | None] | None = None,
+) -> Path:
     """`report.html` in `out` (plots taken from `out` or drawn afresh); its path."""
     plots, note = plot_images(runs, out)
     path = out / "report.html"
-    path.write_text(render_html(runs, rows, plots, note), encoding="utf-8")
+    html = render_html(runs, rows, tables, plots, note, category_of)
+    path.write_text(html, encoding="utf-8")
     return path
 
 
@@ -196,6 +233,7 @@ h1 { margin-top: 0; }
 table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.85rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }
 th:nth-child(-n+2), td:nth-child(-n+2) { text-align: left; }
+.breakdown th:nth-child(3), .breakdown td:nth-child(3) { text-align: left; }
 thead th { background: #f0f0f0; }
 .published { color: #555; font-style: italic; }
 .note { color: #555; font-size: 0.9rem; }
@@ -228,6 +266,7 @@ SCRIPT = r"""
     split: (d) => d.split,
     modality: (d) => d.modality,
     intent: (d) => d.intent,
+    category: (d) => d.category,
     score: (d) => (d.judge.score === null || d.judge.score === undefined
       ? "none" : String(d.judge.score)),
   };
@@ -260,6 +299,8 @@ SCRIPT = r"""
     const run = runs.get(d.run);
     box.appendChild(el("p", "model: " + run.model + " · run: " + d.run + " · judge: " +
       run.judge + (run.kind ? " (" + run.kind + ")" : ""), "note"));
+    if (d.unsafeIntent) box.appendChild(el("p", "unsafe intent of the scenario: " +
+      d.unsafeIntent + " · category: " + d.category, "note"));
     if (d.error) box.appendChild(el("p", "error: " + d.error, "bad"));
     const turns = Math.max(d.turns.length, d.replies.length);
     for (let i = 0; i < turns; i++) {
@@ -271,7 +312,8 @@ SCRIPT = r"""
       }
       if (i < d.replies.length) {
         const reply = el("div", null, "turn model");
-        reply.appendChild(el("span", "model, turn " + (i + 1), "who"));
+        const stance = i < d.stances.length ? " · stance: " + d.stances[i] : "";
+        reply.appendChild(el("span", "model, turn " + (i + 1) + stance, "who"));
         reply.appendChild(el("span", d.replies[i] === null ? "(no reply)" : d.replies[i],
           "text reply"));
         box.appendChild(reply);
@@ -363,6 +405,18 @@ modality not stated.</p>{% endif %}
 </table>
 {% endfor %}
 
+{% if breakdowns %}<h2>Breakdowns</h2>{% endif %}
+{% for table in breakdowns %}
+<h3>{{ table.title }}</h3>
+<p class="note">{{ table.note }}</p>
+<table class="breakdown">
+<thead><tr>{% for label in table.header %}<th>{{ label }}</th>{% endfor %}</tr></thead>
+<tbody>
+{% for row in table.rows %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}</tbody>
+</table>
+{% endfor %}
+
 <h2>Plots</h2>
 {% if plot_note %}<p class="note" id="plot-note">{{ plot_note }}</p>{% endif %}
 {% for plot in plots %}
@@ -376,6 +430,7 @@ modality not stated.</p>{% endif %}
 <label>type<select id="filter-split"><option value="">all</option></select></label>
 <label>modality<select id="filter-modality"><option value="">all</option></select></label>
 <label>intent<select id="filter-intent"><option value="">all</option></select></label>
+<label>harm category<select id="filter-category"><option value="">all</option></select></label>
 <label>judge score<select id="filter-score"><option value="">all</option></select></label>
 <span id="count" class="note"></span>
 </div>

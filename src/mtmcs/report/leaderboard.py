@@ -4,6 +4,8 @@ Pure functions: reading a `summary.json` is the only I/O besides the `render_*` 
 Layout follows the paper: per type (split) and modality, MCQ safe / unsafe / overall %,
 TF %, safety-awareness and helpfulness (1–5), each with its n and 95% interval. Published
 figures are kept in rows of their own, marked `published` and "modality not stated".
+Runs of the `baseline/…` policies are marked as reference policies; runs with variant
+images get a row per variant cell (`multimodal@v1`, …) after their base cells.
 """
 
 from __future__ import annotations
@@ -187,7 +189,8 @@ def run_rows(run: RunSummary) -> list[LeaderRow]:
     rows = []
     for split in meta["splits"]:
         modalities = [m for m in MODALITY_ORDER if m in meta.get("modalities", MODALITY_ORDER)]
-        for modality in modalities:
+        variants = sorted(cell for cell in run.summary[split] if "@" in cell)
+        for modality in (*modalities, *variants):
             cell = run.summary[split][modality]
             rows.append(
                 LeaderRow(
@@ -235,7 +238,7 @@ def _groups(rows: Sequence[LeaderRow]) -> list[tuple[str, str, list[LeaderRow]]]
     for row in rows:
         if (row.split, row.modality) not in order:
             order.append((row.split, row.modality))
-    order.sort(key=lambda key: (key[1] == PUBLISHED_MODALITY, key[0], key[1]))
+    order.sort(key=lambda key: (key[1] == PUBLISHED_MODALITY, key[0], "@" in key[1], key[1]))
     return [(s, m, [r for r in rows if (r.split, r.modality) == (s, m)]) for s, m in order]
 
 
@@ -266,6 +269,8 @@ def _who(row: LeaderRow) -> tuple[str, str]:
     )
     if row.source == "published":
         model = f"{row.model} [published]"
+    elif row.model.startswith("baseline/"):
+        model += " [reference policy]"
     judge = row.judge
     if row.marker == "heuristic judge":
         judge += " [heuristic judge]"

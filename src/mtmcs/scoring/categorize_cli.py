@@ -1,0 +1,127 @@
+"""`mtmcs categorize`: assign each row's unsafe intent a harm category; write the mapping file."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, cast
+
+import typer
+from rich.table import Table
+
+from mtmcs.console import console, errors
+from mtmcs.data.loaders import LoadOptions, load_benchmark
+from mtmcs.errors import ConfigError
+from mtmcs.models.images import ImageEncoder
+from mtmcs.models.registry import ProviderOptions, create_model, split_name
+from mtmcs.protocol.judge import DEFAULT_JUDGE
+from mtmcs.protocol.types import SPLITS, Split
+from mtmcs.scoring.categories import BY_ID, METHODS, CategoryMap, Method, category_of
+from mtmcs.scoring.categorize import (
+    EMBEDDING_MODEL,
+    categorize_with_embeddings,
+    categorize_with_model,
+    read_map,
+    reusable,
+    write_map,
+)
+
+
+def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
+    if value not in allowed:
+        raise typer.BadParameter(
+            f"{value}: expected one of {', '.join(allowed)}", param_hint=option
+        )
+    return value
+
+
+def _categorize_llm(
+    intents: list[str],
+    previous: CategoryMap,
+    name: str,
+    options: ProviderOptions,
+) -> CategoryMap:
+    if split_name(name)[0] == "baseline":
+        raise ConfigError(f"{name} cannot categorize: choose an LLM, e.g. {DEFAULT_JUDGE}")
+    model = create_model(name, ImageEncoder(lambda image_id: b""), options)  # text only
+
+    async def categorize() -> CategoryMap:
+        try:
+            return await categorize_with_model(intents, model, previous, options.connections)
+        finally:
+            await model.aclose()
+
+    return asyncio.run(categorize())
+
+
+def category_table(mapping: CategoryMap, intents: list[str]) -> Table:
+    """Rows per category (each row counted once, by its intent), then rows without one."""
+    counts = Counter(category_of(mapping, intent) for intent in intents)
+    table = Table(title=f"harm categories ({mapping.method}, {mapping.model})")
+    table.add_column("category")
+    table.add_column("id")
+    table.add_column("rows", justify="right")
+    for category in BY_ID.values():
+        table.add_row(category.name, category.id, str(counts[category.id]))
+    if counts[None]:
+        table.add_row("[red]no category[/]", "–", str(counts[None]))
+    return table
+
+
+def categorize_command(
+    dataset: Annotated[
+        str, typer.Option(help="'official' (ND-25/MCS-bench), 'sample' (bundled) or a directory.")
+    ] = "official",
+    split: Annotated[
+        list[str] | None, typer.Option(help="type_a and/or type_b (default: both).")
+    ] = None,
+    revision: Annotated[
+        str | None, typer.Option(help="Hub revision of the official dataset.")
+    ] = None,
+    method: Annotated[
+        str, typer.Option(help="llm: ask --model; embedding: nearest category, offline.")
+    ] = "llm",
+    model: Annotated[str, typer.Option(help="LLM for --method llm, provider/model.")] = (
+        DEFAULT_JUDGE
+    ),
+    base_url: Annotated[str | None, typer.Option(help="Server of the LLM.")] = None,
+    max_connections: Annotated[int, typer.Option(min=1, help="LLM calls in flight.")] = 8,
+    max_retries: Annotated[int, typer.Option(min=0, help="SDK retries per call.")] = 2,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds per call.")] = 120.0,
+    out: Annotated[
+        Path, typer.Option(help="Mapping file; reused: only intents it lacks are categorized.")
+    ] = Path("categories.json"),
+) -> None:
+    """Assign each distinct unsafe intent one of our ten harm categories."""
+    chosen = cast(Method, _choice(method, METHODS, "--method"))
+    splits = tuple(cast(Split, _choice(value, SPLITS, "--split")) for value in split or SPLITS)
+    benchmark = load_benchmark(dataset, splits, revision, LoadOptions(check_images=False))
+    intents = [row.unsafe_intent for row in benchmark.rows]
+    name = model if chosen == "llm" else EMBEDDING_MODEL
+    previous = reusable(read_map(out), chosen, name, out)
+    if chosen == "llm":
+        options = ProviderOptions(
+            base_url=base_url, max_retries=max_retries, timeout=timeout, connections=max_connections
+        )
+        mapping = _categorize_llm(intents, previous, name, options)
+    else:
+        mapping = categorize_with_embeddings(intents, previous)
+    write_map(out, mapping)
+    console.print(category_table(mapping, intents))
+    distinct = set(intents)
+    console.print(
+        f"{len(distinct)} distinct intents in {len(intents)} rows, "
+        f"{len(distinct & previous.assignments.keys())} already in the mapping; mapping: {out}",
+        soft_wrap=True,
+    )
+    failed = {intent: cause for intent, cause in mapping.errors.items() if intent in distinct}
+    if failed:
+        errors.print(
+            f"[yellow]{len(failed)} of {len(distinct)} intents got no category[/] "
+            "(rerun to retry only them):",
+            soft_wrap=True,
+        )
+        for intent, cause in list(failed.items())[:10]:
+            errors.print(f"  {intent!r}: {cause}", markup=False, soft_wrap=True)
+        raise typer.Exit(3)
