@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
+
+from mtmcs.protocol.replies import without_code_fence
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Stage = Literal["caption", "classifier", "writer", "converter", "questioner"]
 STAGES: tuple[Stage, ...] = ("caption", "classifier", "writer", "converter", "questioner")
 LETTERS = ("A", "B", "C", "D")
-_CODE_FENCE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?```$", re.DOTALL)
 
 
 class _Strict(BaseModel):
@@ -139,9 +139,7 @@ class Scenario(_Strict):
 
 def parse_json_object(text: str) -> dict[str, Any]:
     """One JSON object (an optional code fence around it); anything else raises ValueError."""
-    stripped = text.strip()
-    if match := _CODE_FENCE.match(stripped):
-        stripped = match.group(1).strip()
+    stripped = without_code_fence(text)
     data = json.loads(stripped)
     if not isinstance(data, dict):
         raise ValueError(f"expected one JSON object, got {type(data).__name__}")

@@ -14,10 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mtmcs.engine.attempt import attempt
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.store import CallRecord, Store, request_key
-from mtmcs.errors import ProviderError, redact
-from mtmcs.models.base import CallFailed, ChatModel, ChatRequest
+from mtmcs.errors import ProviderError
+from mtmcs.models.base import ChatModel, ChatRequest
 from mtmcs.models.images import ImageEncoder
 from mtmcs.protocol.judge import Verdict, judge_messages, parse_verdict
 from mtmcs.protocol.messages import ImagePlacement, turn_messages
@@ -166,59 +167,23 @@ class Scheduler:
         await limiter.acquire()
         started = time.perf_counter()
         try:
-            completion = await model.complete(request)
-            limiter.succeeded()
-        except CallFailed as failure:
-            if failure.unreachable and counts.made == 0:
-                raise ProviderError(f"{model.name}: {failure.cause}") from failure
-            completion, cause = None, redact(failure.cause)
-        except ProviderError:
-            raise
-        except Exception as error:  # a provider bug or an SDK surprise: keep the run going
-            completion, cause = None, redact(f"unexpected {type(error).__name__}: {error}")
+            result = await attempt(model, request, answered_before=counts.made > 0)
         finally:
             limiter.release()
         latency = time.perf_counter() - started
-        if completion is None:
+        if isinstance(result, str):
             counts.failed += 1
-            counts.causes[cause[:200]] += 1
-            self._store.put(
-                CallRecord(
-                    key=key,
-                    model=model.name,
-                    kind=request.kind,
-                    item=item,
-                    output=None,
-                    finish_reason=None,
-                    parsed=None,
-                    input_tokens=None,
-                    output_tokens=None,
-                    latency_s=latency,
-                    error=cause,
-                )
-            )
+            counts.causes[result[:200]] += 1
+            self._store.put(CallRecord.failed(key, item, model.name, request, result, latency))
             self._notify(role)
-            return cause
+            return result
+        limiter.succeeded()
         counts.made += 1
-        parsed = parse_output(request, completion.text, options)
-        self._store.put(
-            CallRecord(
-                key=key,
-                model=model.name,
-                kind=request.kind,
-                item=item,
-                output=completion.text,
-                finish_reason=completion.finish_reason,
-                parsed=parsed,
-                input_tokens=completion.input_tokens,
-                output_tokens=completion.output_tokens,
-                latency_s=latency,
-                error=None,
-                trace=completion.trace,
-            )
-        )
+        parsed = parse_output(request, result.text, options)
+        record = CallRecord.answered(key, item, model.name, request, result, parsed, latency)
+        self._store.put(record)
         self._notify(role)
-        return completion.text, parsed
+        return result.text, parsed
 
     def _notify(self, role: Role) -> None:
         if self._on_call is not None:

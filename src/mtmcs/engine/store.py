@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mtmcs.errors import StoreError
-from mtmcs.models.base import ChatRequest
+from mtmcs.models.base import ChatRequest, Completion
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -73,6 +73,40 @@ class CallRecord:
     latency_s: float
     error: str | None
     trace: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def answered(
+        cls,
+        key: str,
+        item: str,
+        model: str,
+        request: ChatRequest,
+        completion: Completion,
+        parsed: Any,
+        latency_s: float,
+    ) -> CallRecord:
+        """The record of a call the model answered."""
+        return cls(
+            key,
+            model,
+            request.kind,
+            item,
+            completion.text,
+            completion.finish_reason,
+            parsed,
+            completion.input_tokens,
+            completion.output_tokens,
+            latency_s,
+            None,
+            completion.trace,
+        )
+
+    @classmethod
+    def failed(
+        cls, key: str, item: str, model: str, request: ChatRequest, cause: str, latency_s: float
+    ) -> CallRecord:
+        """The record of a call that got no answer, with its cause."""
+        return cls(key, model, request.kind, item, None, None, None, None, None, latency_s, cause)
 
 
 class Store:

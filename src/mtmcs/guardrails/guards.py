@@ -35,6 +35,7 @@ from mtmcs.errors import ConfigError
 from mtmcs.models.base import ChatModel, ChatRequest
 from mtmcs.models.images import ImageEncoder
 from mtmcs.protocol.messages import Message, transcript_text
+from mtmcs.protocol.replies import without_code_fence
 
 GuardKind = Literal["llama-guard", "shieldgemma", "dialogue-json", "openai-moderation"]
 GUARD_KINDS: tuple[GuardKind, ...] = (
@@ -183,8 +184,6 @@ def parse_shieldgemma(text: str) -> GuardVerdict:
 
 # --- LLaVAShield-style dialogue guard ------------------------------------------------------
 
-_CODE_FENCE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?```$", re.DOTALL)
-
 
 def dialogue_guard_prompt(turns: Sequence[str], has_image: bool) -> str:
     """A dialogue-level safety prompt over the user turns, asking for one JSON object."""
@@ -212,9 +211,7 @@ def dialogue_guard_prompt(turns: Sequence[str], has_image: bool) -> str:
 
 def parse_dialogue_guard(text: str) -> GuardVerdict:
     """One JSON object (optionally fenced) with `rating` `safe`/`unsafe`; else unparseable."""
-    stripped = text.strip()
-    if match := _CODE_FENCE.match(stripped):
-        stripped = match.group(1).strip()
+    stripped = without_code_fence(text)
     try:
         data = json.loads(stripped)
     except ValueError:

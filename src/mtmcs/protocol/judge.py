@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mtmcs.protocol.messages import Message, transcript_text
+from mtmcs.protocol.replies import without_code_fence
 from mtmcs.protocol.rubrics import Rubric
 
 DEFAULT_JUDGE = "openai/gpt-5-mini"
 """The authors' judge."""
-
-_CODE_FENCE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?```$", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +71,6 @@ def judge_messages(
 
 def _squashed(text: str) -> str:
     return "".join(text.split())
-
-
-def without_code_fence(text: str) -> str:
-    """`text` stripped, and without a Markdown code fence (```json … ```) around all of it."""
-    stripped = text.strip()
-    if match := _CODE_FENCE.match(stripped):
-        return match.group(1).strip()
-    return stripped
 
 
 def copied_from(answer: str, judged: str) -> bool:

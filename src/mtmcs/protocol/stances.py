@@ -12,9 +12,10 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from mtmcs.protocol.judge import copied_from, fenced_conversation, without_code_fence
+from mtmcs.protocol.judge import copied_from, fenced_conversation
 from mtmcs.protocol.messages import Message, transcript_text
 from mtmcs.protocol.prompts import JUDGE_DECODING, Decoding
+from mtmcs.protocol.replies import without_code_fence
 
 Stance = Literal["refuse", "hedge", "comply"]
 Onset = Literal["premature", "on_time", "never"]

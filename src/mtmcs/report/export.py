@@ -12,13 +12,12 @@ dialogue (e.g. `mcq_2`, `tf_0`): `<q>_answer`, `<q>_ground_truth`, `<q>_correct`
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mtmcs.errors import ConfigError, DataError, Problem
 from mtmcs.report.leaderboard import RunSummary
+from mtmcs.scoring.records import read_dialogue_records
 
 RUN_COLUMNS = ("run", "run_dir", "model", "judge", "judge_kind")
 DIALOGUE_COLUMNS = (
@@ -36,25 +35,8 @@ CategoryLookup = Callable[[str], str | None]
 
 
 def read_dialogues(run: RunSummary) -> list[dict[str, Any]]:
-    """The records of a run's `dialogues.jsonl`."""
-    path = run.path / "dialogues.jsonl"
-    if not path.is_file():
-        raise ConfigError(f"no dialogues.jsonl in {run.path}: cannot export its dialogues")
-    records = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(
-                    [Problem(f"{path}:{number}", "", None, "", f"not JSON ({error.msg})")]
-                ) from error
-            if not isinstance(record, dict) or "id" not in record:
-                raise DataError([Problem(f"{path}:{number}", "", None, "", "not a dialogue")])
-            records.append(record)
-    return records
+    """The checked records of a run's `dialogues.jsonl`."""
+    return read_dialogue_records(run.path)
 
 
 def flatten(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from mtmcs.protocol.messages import Message
 from mtmcs.protocol.prompts import Decoding
+from mtmcs.protocol.replies import without_code_fence
 
 TAXONOMY = "mtmcs-harm-10/v1"
 CATEGORIZE_DECODING = Decoding(max_tokens=1024, temperature=None)
@@ -191,8 +191,6 @@ BY_ID: Mapping[str, Category] = {category.id: category for category in CATEGORIE
 FALLBACK = "manipulation-other"
 """The category an LLM is told to choose when no other fits."""
 
-_CODE_FENCE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?```$", re.DOTALL)
-
 
 def _fence_token(intent: str) -> str:
     # Derived from the content, so the content cannot contain its own closing marker.
@@ -231,9 +229,7 @@ def parse_category(text: str) -> str:
     Nothing else is accepted: no prose around the object, no other keys, no unknown id.
     Raises `CategoryParseError` saying what was wrong.
     """
-    stripped = text.strip()
-    if match := _CODE_FENCE.match(stripped):
-        stripped = match.group(1).strip()
+    stripped = without_code_fence(text)
     try:
         data = json.loads(stripped)
     except ValueError:

@@ -9,16 +9,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
-    TextColumn,
-    TimeElapsedColumn,
 )
 from rich.table import Table
 
-from mtmcs.console import console, errors
+from mtmcs.console import call_progress, console, errors
 from mtmcs.engine.run import HEURISTIC_JUDGE_LABEL
 from mtmcs.errors import ConfigError
 from mtmcs.models.base import ChatModel
@@ -26,8 +22,9 @@ from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, create_model_pool, is_heuristic_judge
 from mtmcs.protocol.judge import DEFAULT_JUDGE
 from mtmcs.protocol.stances import ONSETS, PERSISTENCES, STANCES
+from mtmcs.scoring.records import DIALOGUES_FILE, read_dialogue_records
 from mtmcs.scoring.stance_pass import StanceResult, classify_run
-from mtmcs.scoring.stance_summary import DIALOGUES_FILE, read_dialogue_records, stance_breakdown
+from mtmcs.scoring.stance_summary import stance_breakdown
 
 SHOWN_PROBLEMS = 5
 
@@ -147,14 +144,7 @@ def stances_command(
         base_url or (),
         judge=True,
     )
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=errors,
-        disable=not errors.is_terminal,
-    )
+    progress = call_progress()
     with progress:
         results = asyncio.run(_classify_all(run_dirs, model, concurrency, progress))
     judge_kind = HEURISTIC_JUDGE_LABEL if is_heuristic_judge(judge) else "LLM judge"

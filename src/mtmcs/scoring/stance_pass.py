@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mtmcs.engine.attempt import attempt
 from mtmcs.engine.run import write_jsonl
 from mtmcs.engine.store import CallRecord, Store, request_key
-from mtmcs.errors import ProviderError, redact
-from mtmcs.models.base import CallFailed, ChatModel, ChatRequest
+from mtmcs.errors import ProviderError
+from mtmcs.models.base import ChatModel, ChatRequest
 from mtmcs.protocol.stances import (
     STANCE_DECODING,
     Stance,
@@ -26,7 +27,8 @@ from mtmcs.protocol.stances import (
     parse_stances,
     stance_prompt,
 )
-from mtmcs.scoring.stance_summary import STANCES_FILE, read_dialogue_records
+from mtmcs.scoring.records import read_dialogue_records
+from mtmcs.scoring.stance_summary import STANCES_FILE
 
 STORE_FILE = "store.sqlite"
 
@@ -154,39 +156,12 @@ async def _classify(
         return
     async with slots:
         started = time.perf_counter()
-        try:
-            completion = await judge.complete(request)
-        except CallFailed as failure:
-            if failure.unreachable and result.made == 0:
-                raise ProviderError(f"{judge.name}: {failure.cause}") from failure
-            completion, cause = None, redact(failure.cause)
-        except ProviderError:
-            raise
-        except Exception as error:  # a provider bug or an SDK surprise: keep the pass going
-            completion, cause = None, redact(f"unexpected {type(error).__name__}: {error}")
+        answer = await attempt(judge, request, answered_before=result.made > 0)
         latency = time.perf_counter() - started
-    if completion is None:
-        result.failed[dialogue] = cause
-        store.put(
-            CallRecord(
-                key, judge.name, "stance", item, None, None, None, None, None, latency, cause
-            )
-        )
+    if isinstance(answer, str):
+        result.failed[dialogue] = answer
+        store.put(CallRecord.failed(key, item, judge.name, request, answer, latency))
         return
     result.made += 1
-    store.put(
-        CallRecord(
-            key,
-            judge.name,
-            "stance",
-            item,
-            completion.text,
-            completion.finish_reason,
-            _accept(result, dialogue, completion.text, replies),
-            completion.input_tokens,
-            completion.output_tokens,
-            latency,
-            None,
-            completion.trace,
-        )
-    )
+    parsed = _accept(result, dialogue, answer.text, replies)
+    store.put(CallRecord.answered(key, item, judge.name, request, answer, parsed, latency))

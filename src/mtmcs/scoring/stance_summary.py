@@ -9,14 +9,12 @@ Wilson 95% interval.
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtmcs.errors import ConfigError, DataError, Problem
 from mtmcs.protocol.stances import (
     ONSETS,
     PERSISTENCES,
@@ -27,10 +25,10 @@ from mtmcs.protocol.stances import (
     stance_persistence,
     turn_labels,
 )
-from mtmcs.protocol.types import INTENTS, MODALITIES, SPLITS
+from mtmcs.protocol.types import INTENTS, SPLITS
 from mtmcs.scoring.metrics import wilson_interval
+from mtmcs.scoring.records import json_lines, problem, read_dialogue_records
 
-DIALOGUES_FILE = "dialogues.jsonl"
 STANCES_FILE = "turn_stances.jsonl"
 
 
@@ -42,68 +40,6 @@ class RunStances:
     stances: dict[str, tuple[Stance, ...]]
 
 
-def _problem(source: str, message: str, split: str = "", field: str = "") -> DataError:
-    return DataError([Problem(source, split, None, field, message)])
-
-
-def _json_lines(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
-    """(`path:line`, object) for each non-empty line; a line that is no object is an error."""
-    try:
-        with path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                source = f"{path}:{number}"
-                try:
-                    data = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise _problem(source, f"not JSON ({error.msg})") from None
-                if not isinstance(data, dict):
-                    raise _problem(source, "not a JSON object")
-                yield source, data
-    except OSError as error:
-        raise ConfigError(f"cannot read {path}: {error.strerror}") from error
-
-
-def _check_record(source: str, record: Mapping[str, Any]) -> None:
-    dialogue = record.get("id")
-    if not isinstance(dialogue, str) or not dialogue:
-        raise _problem(source, "no dialogue id", field="id")
-    expected: dict[str, Sequence[object]] = {
-        "split": SPLITS,
-        "modality": MODALITIES,
-        "intent": INTENTS,
-    }
-    for key, allowed in expected.items():
-        if record.get(key) not in allowed:
-            raise _problem(
-                source,
-                f"dialogue {dialogue}: {key} is {record.get(key)!r}, expected one of "
-                f"{', '.join(map(str, allowed))}",
-                field=key,
-            )
-    for key in ("turns", "replies"):
-        texts = record.get(key)
-        if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
-            raise _problem(
-                source, f"dialogue {dialogue}: {key} is not a list of strings", field=key
-            )
-
-
-def read_dialogue_records(run_dir: Path) -> list[dict[str, Any]]:
-    """The records of `RUN_DIR/dialogues.jsonl`, checked for the fields stances need."""
-    path = run_dir / DIALOGUES_FILE
-    if not path.is_file():
-        raise ConfigError(
-            f"no {DIALOGUES_FILE} in {run_dir}: not a run directory (run `mtmcs run` first)"
-        )
-    records = []
-    for source, record in _json_lines(path):
-        _check_record(source, record)
-        records.append(record)
-    return records
-
-
 def load_stances(run_dir: Path) -> RunStances | None:
     """The stances in `RUN_DIR/turn_stances.jsonl`, or `None` when the pass has not run."""
     path = run_dir / STANCES_FILE
@@ -111,24 +47,24 @@ def load_stances(run_dir: Path) -> RunStances | None:
         return None
     judges: set[str] = set()
     stances: dict[str, tuple[Stance, ...]] = {}
-    for source, line in _json_lines(path):
+    for source, line in json_lines(path):
         dialogue, values, judge = line.get("id"), line.get("stances"), line.get("judge")
         if not isinstance(dialogue, str) or not dialogue:
-            raise _problem(source, "no dialogue id", field="id")
+            raise problem(source, "no dialogue id", field="id")
         if not isinstance(judge, str):
-            raise _problem(source, f"dialogue {dialogue}: no judge name", field="judge")
+            raise problem(source, f"dialogue {dialogue}: no judge name", field="judge")
         if not isinstance(values, list) or not values or any(v not in STANCES for v in values):
-            raise _problem(
+            raise problem(
                 source,
                 f"dialogue {dialogue}: stances must be a list of {', '.join(STANCES)}",
                 field="stances",
             )
         if dialogue in stances:
-            raise _problem(source, f"dialogue {dialogue} is listed twice", field="id")
+            raise problem(source, f"dialogue {dialogue} is listed twice", field="id")
         judges.add(judge)
         stances[dialogue] = tuple(values)
     if len(judges) > 1:
-        raise _problem(str(path), f"stances from several judges: {', '.join(sorted(judges))}")
+        raise problem(str(path), f"stances from several judges: {', '.join(sorted(judges))}")
     return RunStances(judges.pop() if judges else "", stances)
 
 
