@@ -13,17 +13,18 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mtmcs.build.cli import build_command
-from mtmcs.console import console, errors
+from mtmcs.console import call_progress, console, errors
 from mtmcs.data.loaders import load_benchmark
 from mtmcs.engine.run import RunConfig, RunPlan, plan_run, run_benchmark
 from mtmcs.engine.scheduler import Role, RunSettings
 from mtmcs.errors import ConfigError, DataError, MtmcsError, redact
 from mtmcs.guardrails.defences import DEFENCES
 from mtmcs.guardrails.guard_cli import guard_command
+from mtmcs.models.registry import LocalModelOptions
+from mtmcs.models.vllm_serve import serve_command
 from mtmcs.protocol.dialogues import expand_row
 from mtmcs.protocol.judge import DEFAULT_JUDGE
 from mtmcs.protocol.messages import ImagePlacement
@@ -231,6 +232,24 @@ def run(
     assume_latency: Annotated[
         float, typer.Option(min=0, help="Seconds per call assumed by --dry-run's estimate.")
     ] = 1.0,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="hf/ models: requests per generate call.")
+    ] = 16,
+    device: Annotated[
+        str | None,
+        typer.Option(help="hf/ models: cpu, cuda, cuda:N or auto (shard over the GPUs)."),
+    ] = None,
+    dtype: Annotated[
+        str, typer.Option(help="hf/ and vllm/ models: auto, bfloat16, float16 or float32.")
+    ] = "auto",
+    max_pixels: Annotated[
+        int | None,
+        typer.Option(min=1, help="hf/ and vllm/ models: downscale larger images (aspect kept)."),
+    ] = None,
+    tensor_parallel: Annotated[
+        int | None,
+        typer.Option(min=1, help="vllm/ models: GPUs to shard over (default: the model card's)."),
+    ] = None,
 ) -> None:
     """Run (or resume) the benchmark on one model and print its metrics."""
     if image_placement not in ("first", "newest"):
@@ -280,18 +299,12 @@ def run(
             max_connections=max_connections,
             judge_max_connections=judge_max_connections,
         ),
+        local=LocalModelOptions(batch_size, device, dtype, max_pixels, tensor_parallel),
     )
     if dry_run:
         print_plan(plan_run(replace(config, check_images=False)), config, assume_latency)
         return
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=errors,
-        disable=not errors.is_terminal,
-    )
+    progress = call_progress()
     tasks: dict[Role, Any] = {}
 
     def on_start(planned: Mapping[Role, int]) -> None:
@@ -412,6 +425,7 @@ app.command("build")(build_command)
 app.command("judge-check")(judge_check_command)
 app.command("stances")(stances_command)
 app.command("categorize")(categorize_command)
+app.command("serve")(serve_command)
 
 
 def _print_traceback() -> None:

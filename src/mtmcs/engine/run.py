@@ -20,7 +20,12 @@ from mtmcs.engine.store import Store
 from mtmcs.errors import ConfigError, DataError, Problem
 from mtmcs.guardrails.defences import DefenceName, DefendedModel, Scope
 from mtmcs.models.images import ImageEncoder
-from mtmcs.models.registry import ProviderOptions, create_model_pool, is_heuristic_judge
+from mtmcs.models.registry import (
+    LocalModelOptions,
+    ProviderOptions,
+    create_model_pool,
+    is_heuristic_judge,
+)
 from mtmcs.protocol.dialogues import expand_row
 from mtmcs.protocol.judge import DEFAULT_JUDGE
 from mtmcs.protocol.prompts import MCQ_DECODING, TF_DECODING
@@ -56,6 +61,7 @@ class RunConfig:
     defense_selector: Literal["lexical", "judge"] = "lexical"
     shard: tuple[int, int] | None = None  # (index, count): every count-th row from index
     check_images: bool = True
+    local: LocalModelOptions = field(default_factory=LocalModelOptions)
 
 
 @dataclass
@@ -260,7 +266,12 @@ def run_benchmark(
         "model": AdaptiveLimiter(config.settings.max_connections),
         "judge": AdaptiveLimiter(config.settings.judge_max_connections),
     }
-    options = ProviderOptions(max_retries=config.max_retries, timeout=config.timeout, seed=seed)
+    options = ProviderOptions(
+        max_retries=config.max_retries,
+        timeout=config.timeout,
+        seed=seed,
+        **asdict(config.local),
+    )
     model = create_model_pool(
         config.model,
         images,

@@ -56,6 +56,10 @@ class ImageEncoder:
             self.encoded += 1
         return cached
 
+    def read_bytes(self, image_id: str) -> bytes:
+        """An image's original bytes, read afresh (not cached): for providers that decode."""
+        return self._read(image_id)
+
     def release(self, image_id: str) -> None:
         """Forget an image (it is encoded again if asked for later)."""
         self._cache.pop(image_id, None)

@@ -5,21 +5,35 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from mtmcs.errors import ConfigError
 from mtmcs.models.base import ChatModel
 from mtmcs.models.images import ImageEncoder
+from mtmcs.models.model_cards import card_for
 from mtmcs.models.transport import RateLimitHook
 
-PROVIDERS = ("openai", "openai-compatible", "anthropic", "baseline")
+PROVIDERS = ("openai", "openai-compatible", "anthropic", "hf", "vllm", "baseline")
 BASELINE_MODELS = ("baseline/refuse", "baseline/random")
 BASELINE_JUDGES = ("baseline/keyword",)
 PLACEHOLDER_KEY = "EMPTY"
+LOCAL_PATH_PREFIXES = ("/", "./", "../", "~")
+
+
+@dataclass(frozen=True, slots=True)
+class LocalModelOptions:
+    """Settings of models run in this process (`hf/…`, `vllm/…`); API providers ignore them."""
+
+    batch_size: int = 16  # hf: requests per `generate`
+    device: str | None = None  # hf: cpu, cuda, cuda:N or auto (default: cuda when available)
+    dtype: str = "auto"  # or a torch dtype name: bfloat16, float16, float32
+    max_pixels: int | None = None  # downscale larger images (aspect kept); default: the card's
+    tensor_parallel: int | None = None  # vllm: GPUs to shard over (default: the model card's)
 
 
 @dataclass(frozen=True, slots=True)
 class ProviderOptions:
-    """Connection settings shared by every provider."""
+    """Connection settings shared by every provider; the last five are for local models."""
 
     base_url: str | None = None
     max_retries: int = 2
@@ -27,10 +41,20 @@ class ProviderOptions:
     seed: int = 0
     on_rate_limit: RateLimitHook | None = None
     connections: int = 32
+    batch_size: int = 16
+    device: str | None = None  # default: cuda when available, else cpu
+    dtype: str = "auto"  # or a torch dtype name: bfloat16, float16, float32
+    max_pixels: int | None = None  # downscale larger images (aspect kept) before the processor
+    tensor_parallel: int | None = None  # vllm: GPUs to shard over (default: the model card's)
 
 
 def split_name(name: str) -> tuple[str, str]:
-    """`provider/model` → (provider, model); the model part may itself contain slashes."""
+    """`provider/model` → (provider, model); the model part may itself contain slashes.
+
+    For local models (`hf/…`, `vllm/…`) the model part is a hub id
+    (`hf/Qwen/Qwen2.5-VL-7B-Instruct`) or a directory when it starts with `/`, `./`, `../`
+    or `~` (`hf//models/llava`, `hf/./llava`); see `local_model_source`.
+    """
     provider, _, model = name.partition("/")
     if not model or provider not in PROVIDERS:
         raise ConfigError(
@@ -43,6 +67,18 @@ def split_name(name: str) -> tuple[str, str]:
 def is_heuristic_judge(name: str) -> bool:
     """Whether a judge name is the keyword heuristic rather than an LLM."""
     return name in BASELINE_JUDGES
+
+
+def local_model_source(name: str, model: str) -> str:
+    """What a local provider loads: a hub id as given, or a path-like model part as an
+    existing directory (absolute, `~` expanded), never looked up on the hub.
+    """
+    if not model.startswith(LOCAL_PATH_PREFIXES):
+        return model
+    path = Path(model).expanduser().resolve()
+    if not path.is_dir():
+        raise ConfigError(f"{name}: {path} is not a directory (a local model's files go there)")
+    return str(path)
 
 
 def _key(variable: str, name: str) -> str:
@@ -61,6 +97,8 @@ def create_model_pool(
     judge: bool = False,
 ) -> ChatModel:
     """One model served from several base URLs (or from the provider's default, when none)."""
+    if base_urls and split_name(name)[0] in ("hf", "vllm"):
+        raise ConfigError(f"{name} runs in this process: a base URL does not apply to it")
     if len(base_urls) <= 1:
         url = base_urls[0] if base_urls else None
         return create_model(name, images, replace(options, base_url=url), judge=judge)
@@ -94,6 +132,10 @@ def create_model(
             f"unknown {'judge' if judge else 'model'} {name!r}; baselines here: "
             f"{', '.join(allowed)}"
         )
+    if provider == "hf":
+        return _hf_model(name, local_model_source(name, model), images, options)
+    if provider == "vllm":
+        return _vllm_model(name, local_model_source(name, model), images, options)
     if provider == "anthropic":
         from mtmcs.models.anthropic_chat import AnthropicChat
 
@@ -138,3 +180,37 @@ def create_model(
         on_rate_limit=options.on_rate_limit,
         connections=options.connections,
     )
+
+
+def _hf_model(name: str, model: str, images: ImageEncoder, options: ProviderOptions) -> ChatModel:
+    try:
+        from mtmcs.models.hf_local import HFChat
+    except ImportError as error:
+        raise ConfigError(
+            f"{name} needs the hf extra: pip install 'mtmcs-bench[hf]' (and torch for your "
+            f"GPU); {error}"
+        ) from error
+    card = card_for(model)
+    return HFChat(
+        name,
+        model,
+        images=images,
+        batch_size=options.batch_size,
+        device=options.device,
+        dtype=options.dtype,
+        max_pixels=options.max_pixels or (card.max_pixels if card else None),
+        seed=options.seed,
+    )
+
+
+def _vllm_model(name: str, model: str, images: ImageEncoder, options: ProviderOptions) -> ChatModel:
+    from mtmcs.models.vllm_local import EngineSettings, VLLMChat
+
+    settings = EngineSettings.for_model(
+        model,
+        tensor_parallel=options.tensor_parallel,
+        dtype=options.dtype,
+        max_pixels=options.max_pixels,
+        seed=options.seed,
+    )
+    return VLLMChat(name, settings, images=images)

@@ -1,0 +1,53 @@
+"""Messages → the chat format of local models (transformers, vLLM), and images as PIL.
+
+Pure code with no torch import: every local provider shares it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from PIL import Image
+
+from mtmcs.protocol.messages import Message
+
+
+def conversation(messages: Sequence[Message]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The HF chat "conversation" of some messages, and their image ids in order.
+
+    Each message becomes `{"role", "content": [parts]}` with an `{"type": "image"}` part
+    before the text part when it has an image (as `Message` documents); processors'
+    chat templates render that part as the model's own image placeholder. The caller
+    passes the images (see `load_image`) in the order of the returned ids.
+    """
+    turns: list[dict[str, Any]] = []
+    image_ids: list[str] = []
+    for message in messages:
+        content: list[dict[str, Any]] = []
+        if message.image_id is not None:
+            content.append({"type": "image"})
+            image_ids.append(message.image_id)
+        content.append({"type": "text", "text": message.text})
+        turns.append({"role": message.role, "content": content})
+    return turns, image_ids
+
+
+def load_image(data: bytes, max_pixels: int | None = None) -> Image.Image:
+    """Decode image bytes to an RGB image, downscaled to at most `max_pixels` (aspect kept).
+
+    Raises `ValueError` for bytes that are not a readable image.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            image = opened.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ValueError(f"unreadable image: {error}") from error
+    width, height = image.size
+    if max_pixels is not None and width * height > max_pixels:
+        scale = math.sqrt(max_pixels / (width * height))
+        size = (max(1, int(width * scale)), max(1, int(height * scale)))
+        image = image.resize(size, Image.Resampling.BICUBIC)
+    return image
