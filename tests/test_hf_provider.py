@@ -10,7 +10,6 @@ prompt sent to the model and its raw output.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import shutil
@@ -25,8 +24,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-import skimage.data
-from PIL import Image
+import pyarrow.parquet as pq
 
 from command import mtmcs
 from mtmcs.data.loaders import load_benchmark
@@ -41,19 +39,23 @@ from mtmcs.protocol.messages import Message, turn_messages
 from mtmcs.protocol.prompts import question_messages
 from tiny_models import BUILDERS, CONTEXT, QFORMER_POSITIONS, TOKENIZER_MAX_LENGTH, TinyModel
 
+SAMPLE_TYPE_A = (
+    Path(__file__).parents[1] / "src/mtmcs/data/sample/data/type_a-00000-of-00001.parquet"
+)
 DEVICE = os.environ.get("MTMCS_TEST_DEVICE", "cpu")  # e.g. cuda, to check on a GPU
 LONG_TURN = " ".join(["Is it safe to do this here? Please explain the risks, step by step."] * 12)
 
 
-def png(array: Any) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
+def sample_photos() -> list[bytes]:
+    """The bundled sample's photos (PNG bytes), in row order."""
+    table = pq.read_table(SAMPLE_TYPE_A, columns=["image"])
+    return [cell["bytes"] for cell in table.column("image").to_pylist()]
 
 
+_SAMPLE = sample_photos()
 PHOTOS = {
-    "astronaut": png(skimage.data.astronaut()),
-    "cat": png(skimage.data.chelsea()),
+    "astronaut": _SAMPLE[1],  # scikit-image's astronaut, 512 x 512
+    "cat": _SAMPLE[2],  # scikit-image's chelsea, 451 x 300
     "broken": b"\x89PNG\r\n\x1a\nnot really",
 }
 
