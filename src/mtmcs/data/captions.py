@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from mtmcs.errors import ConfigError, DataError, Problem
+from mtmcs.files import atomic_file
 
 CAPTIONS_COMMIT = "9fa7c8489ede9b0f70599fa2c225634f45771e98"
 CAPTIONS_SHA256 = "2fd9577f763477f4c01c804d5a8dd091b6d8878106190cc23ae7253845dec4d4"
@@ -86,8 +87,6 @@ def fetch_official_captions(
             raise ConfigError(
                 f"captions from {url}: checksum mismatch: got {digest}, expected {sha256}"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".part")
-        partial.write_bytes(data)
-        partial.replace(path)
+        with atomic_file(path, binary=True) as handle:
+            handle.write(data)
     return load_captions(path)

@@ -16,9 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mtmcs.engine.run import RunConfig, RunResult, plan_run, run_benchmark, write_json
+from mtmcs.engine.run import RunConfig, RunResult, plan_run, run_benchmark
 from mtmcs.engine.store import Store
 from mtmcs.errors import SECRET_VARIABLES, ConfigError
+from mtmcs.files import write_json
 
 STORE_NAME = "store.sqlite"
 

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +16,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from mtmcs.errors import ConfigError, StoreError, redact
+from mtmcs.files import write_json
 from mtmcs.models.base import CallFailed, ChatModel, ChatRequest
 from mtmcs.scoring.categories import (
     CATEGORIES,
@@ -56,19 +54,9 @@ def read_map(path: Path) -> CategoryMap | None:
 
 def write_map(path: Path, mapping: CategoryMap) -> None:
     """Write the mapping file atomically: a temporary file beside it, then a rename."""
-    text = json.dumps(mapping.model_dump(), indent=2, ensure_ascii=False) + "\n"
-    temporary: Path | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
-        ) as handle:
-            temporary = Path(handle.name)
-            handle.write(text)
-        os.replace(temporary, path)
+        write_json(path, mapping.model_dump())
     except OSError as error:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
         raise StoreError(f"cannot write the mapping file {path}: {error.strerror}") from error
 
 

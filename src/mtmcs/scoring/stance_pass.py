@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from mtmcs.engine.attempt import attempt
-from mtmcs.engine.run import write_jsonl
 from mtmcs.engine.store import CallRecord, Store, request_key
 from mtmcs.errors import ProviderError
+from mtmcs.files import write_jsonl
 from mtmcs.models.base import ChatModel, ChatRequest
 from mtmcs.protocol.stances import (
     STANCE_DECODING,
