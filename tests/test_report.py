@@ -14,6 +14,7 @@ from PIL import Image
 from command import mtmcs
 from mtmcs.engine.run import RunConfig, run_benchmark
 from mtmcs.engine.scheduler import RunSettings
+from mtmcs.protocol.types import MODALITIES
 from mtmcs.report.leaderboard import latex_escape
 
 LIMIT = 2
@@ -165,3 +166,34 @@ def test_a_malformed_summary_is_a_data_error(tmp_path: Path) -> None:
     result = mtmcs("report", str(tmp_path), "--out", str(tmp_path / "out"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "metadata has no 'judge'" in result.stderr
+
+
+def test_expected_rows_of_the_reference_policies(runs: dict[str, Path], report: Path) -> None:
+    with (report / "leaderboard.csv").open() as handle:
+        expected = [row for row in csv.DictReader(handle) if row["source"] == "expected"]
+    cells = {(split, modality) for split in ("type_a", "type_b") for modality in MODALITIES}
+    assert {(r["run"], r["split"], r["modality"]) for r in expected} == {
+        (policy, *cell) for policy in ("chance", "refuse") for cell in cells
+    }
+    records = [json.loads(line) for line in (runs["random"] / "dialogues.jsonl").open()]
+    mcq = [
+        q
+        for r in records
+        if (r["split"], r["modality"]) == ("type_a", "unimodal")
+        for q in r["questions"]
+        if q["kind"] == "mcq"
+    ]
+    by_policy = {
+        r["run"]: r for r in expected if (r["split"], r["modality"]) == ("type_a", "unimodal")
+    }
+    chance, refuse = by_policy["chance"], by_policy["refuse"]
+    assert float(chance["mcq_accuracy"]) == pytest.approx(
+        100 * sum(1 / len(q["options"]) for q in mcq) / len(mcq)
+    )
+    assert int(chance["mcq_accuracy_n"]) == len(mcq)
+    assert float(chance["tf_accuracy"]) == 50.0 and float(refuse["tf_accuracy"]) == 0.0
+    assert float(refuse["mcq_accuracy"]) == 0.0
+    assert chance["safety_awareness"] == "" and chance["mcq_accuracy_ci_lo"] == ""
+    text = (report / "leaderboard.md").read_text()
+    assert "| chance (uniform random answers) [expected] | none: by construction |" in text
+    assert "Rows marked [expected] are not measured" in text

@@ -11,6 +11,7 @@ import typer
 from mtmcs.errors import ConfigError, StoreError
 from mtmcs.report.breakdowns import (
     Breakdown,
+    Record,
     category_breakdown,
     pair_breakdown,
     render_breakdowns_csv,
@@ -22,6 +23,7 @@ from mtmcs.report.deltas import defence_deltas, render_deltas_markdown
 from mtmcs.report.export import read_dialogues
 from mtmcs.report.leaderboard import (
     RunSummary,
+    expected_rows,
     leaderboard_rows,
     load_runs,
     render_csv,
@@ -63,10 +65,10 @@ def category_map(path: Path) -> CategoryMap:
 
 
 def breakdown_tables(
-    runs: Sequence[RunSummary], mapping: CategoryMap | None = None
+    records: Sequence[tuple[RunSummary, Sequence[Record]]], mapping: CategoryMap | None = None
 ) -> list[Breakdown]:
     """The pair, harm-category (with a mapping file), image-variant and stance breakdowns."""
-    records = [(run, read_dialogues(run)) for run in runs]
+    runs = [run for run, _ in records]
     tables = [pair_breakdown(records)]
     if mapping is not None:
         method = f"{mapping.method} ({mapping.model}, taxonomy {mapping.taxonomy})"
@@ -90,10 +92,12 @@ def report(
     html → report.html (self-contained: tables, plots, filterable dialogues).
     """
     runs = load_runs(run_dirs)
-    rows = leaderboard_rows(runs)
+    records = [(run, read_dialogues(run)) for run in runs]
+    expected = expected_rows(record for _, dialogues in records for record in dialogues)
+    rows = leaderboard_rows(runs, expected=expected)
     mapping = category_map(categories) if categories is not None else None
     category_of = mapping.assignments.get if mapping is not None else None
-    tables = breakdown_tables(runs, mapping)
+    tables = breakdown_tables(records, mapping)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -23,13 +23,14 @@ from mtmcs.report.breakdowns import UNCATEGORISED, Breakdown
 from mtmcs.report.export import read_dialogues
 from mtmcs.report.leaderboard import (
     COLUMNS,
+    EXPECTED_NOTE,
     PUBLISHED_MODALITY,
     SPLIT_LABELS,
     LeaderRow,
     RunSummary,
     _groups,
-    _who,
     format_figure,
+    row_cells,
 )
 from mtmcs.scoring.stance_summary import load_stances
 
@@ -69,13 +70,7 @@ def table_groups(rows: Sequence[LeaderRow]) -> list[dict[str, Any]]:
             {
                 "title": f"{SPLIT_LABELS.get(split, split)} — {modality}",
                 "published": published,
-                "rows": [
-                    [
-                        *_who(row),
-                        *(format_figure(row.figures[c.key], c.percent, published) for c in COLUMNS),
-                    ]
-                    for row in group
-                ],
+                "rows": [row_cells(row) for row in group],
             }
         )
     return groups
@@ -200,6 +195,7 @@ def render_html(
     template = env.from_string(TEMPLATE)
     return template.render(
         csp=CSP,
+        expected_note=EXPECTED_NOTE,
         columns=[c.label for c in COLUMNS],
         groups=table_groups(rows),
         breakdowns=breakdown_sections(tables),
@@ -391,7 +387,7 @@ TEMPLATE = """<!DOCTYPE html>
 <h2>Leaderboard</h2>
 <p class="note">Accuracies in %, judge scores 1–5; each cell: value [95% CI] n=items. Rows marked
 [heuristic judge] were scored by a keyword heuristic, not an LLM judge: their safety-awareness
-and helpfulness are not comparable with the paper's.</p>
+and helpfulness are not comparable with the paper's. {{ expected_note }}</p>
 {% for group in groups %}
 <h3>{{ group.title }}</h3>
 {% if group.published %}<p class="note">Published in the paper (Table 2); not measured here;

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,10 @@ from mtmcs.errors import ConfigError, DataError, Problem
 SPLIT_LABELS = {"type_a": "type A", "type_b": "type B"}
 MODALITY_ORDER = ("multimodal", "unimodal")
 PUBLISHED_MODALITY = "published (modality not stated)"
+EXPECTED_NOTE = (
+    "Rows marked [expected] are not measured: they are what answering the intent questions "
+    "uniformly at random, or refusing them, scores by construction on the same questions."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,10 +230,55 @@ def published_rows() -> list[LeaderRow]:
     ]
 
 
-def leaderboard_rows(runs: Sequence[RunSummary], published: bool = True) -> list[LeaderRow]:
-    """Measured rows (run order) then the published rows."""
+EXPECTED_POLICIES = (
+    ("chance", "chance (uniform random answers)"),
+    ("refuse", "refusing every question"),
+)
+
+
+def expected_rows(records: Iterable[Mapping[str, Any]]) -> list[LeaderRow]:
+    """What two policies score on the intent questions by construction, per split × modality.
+
+    Chance answers uniformly at random: 1/options per MCQ, 1/2 per TF (the expectation, no
+    interval). Refusing makes every answer unparseable, hence wrong: 0 %. The questions are
+    taken once each (by id) from the runs' dialogue records, base images only; judge figures
+    have no value by construction and are left empty.
+    """
+    options: dict[tuple[str, str], dict[str, tuple[str, str, int]]] = {}
+    for record in records:
+        if record.get("image_variant"):
+            continue
+        cell = options.setdefault((str(record["split"]), str(record["modality"])), {})
+        for question in record.get("questions") or []:
+            count = len(question.get("options") or []) if question["kind"] == "mcq" else 2
+            cell[str(question["id"])] = (str(question["kind"]), str(record["intent"]), count)
+    rows = []
+    for (split, modality), questions in sorted(options.items()):
+        mcq = [(intent, count) for kind, intent, count in questions.values() if kind == "mcq"]
+        chosen = {
+            "safe_mcq_accuracy": [count for intent, count in mcq if intent == "safe"],
+            "unsafe_mcq_accuracy": [count for intent, count in mcq if intent == "unsafe"],
+            "mcq_accuracy": [count for _, count in mcq],
+            "tf_accuracy": [count for kind, _, count in questions.values() if kind == "tf"],
+        }
+        for policy, label in EXPECTED_POLICIES:
+            figures = {c.key: Figure(None) for c in COLUMNS}
+            for key, counts in chosen.items():
+                if counts:
+                    chance = 100.0 * sum(1 / k for k in counts) / len(counts)
+                    figures[key] = Figure(chance if policy == "chance" else 0.0, n=len(counts))
+            rows.append(
+                LeaderRow("expected", policy, label, "", "", "expected", split, modality, figures)
+            )
+    return rows
+
+
+def leaderboard_rows(
+    runs: Sequence[RunSummary], published: bool = True, expected: Sequence[LeaderRow] = ()
+) -> list[LeaderRow]:
+    """Measured rows (run order), the expected rows of reference policies, published rows."""
     rows = [row for run in runs for row in run_rows(run)]
-    return rows + (published_rows() if published else [])
+    return rows + list(expected) + (published_rows() if published else [])
 
 
 def _groups(rows: Sequence[LeaderRow]) -> list[tuple[str, str, list[LeaderRow]]]:
@@ -269,6 +318,8 @@ def _who(row: LeaderRow) -> tuple[str, str]:
     )
     if row.source == "published":
         model = f"{row.model} [published]"
+    elif row.source == "expected":
+        return f"{row.model} [expected]", "none: by construction"
     elif row.model.startswith("baseline/"):
         model += " [reference policy]"
     judge = row.judge
@@ -279,6 +330,12 @@ def _who(row: LeaderRow) -> tuple[str, str]:
     return model, judge
 
 
+def row_cells(row: LeaderRow) -> list[str]:
+    """The displayed cells of a row: model, judge, then one per metric column."""
+    exact = row.source != "measured"
+    return [*_who(row), *(format_figure(row.figures[c.key], c.percent, exact) for c in COLUMNS)]
+
+
 def render_markdown(rows: Sequence[LeaderRow]) -> str:
     """One Markdown table per split × modality; published figures in their own section."""
     lines = [
@@ -287,6 +344,7 @@ def render_markdown(rows: Sequence[LeaderRow]) -> str:
         "Accuracies in %, judge scores 1–5; each cell: value [95% CI] n=items.",
         "Rows marked [heuristic judge] were scored by a keyword heuristic, not an LLM judge: "
         "their safety-awareness and helpfulness are not comparable with the paper's.",
+        EXPECTED_NOTE,
         "",
     ]
     for split, modality, group in _groups(rows):
@@ -302,10 +360,7 @@ def render_markdown(rows: Sequence[LeaderRow]) -> str:
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join(["---"] * 2 + ["---:"] * len(COLUMNS)) + "|")
         for row in group:
-            cells = [
-                *_who(row),
-                *(format_figure(row.figures[c.key], c.percent, published) for c in COLUMNS),
-            ]
+            cells = row_cells(row)
             lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -367,17 +422,12 @@ def render_latex(rows: Sequence[LeaderRow]) -> str:
         + " \\\\",
     ]
     for split, modality, group in _groups(rows):
-        published = modality == PUBLISHED_MODALITY
         title = f"{SPLIT_LABELS.get(split, split)} — {modality}"
         lines += [
             "\\midrule",
             f"\\multicolumn{{{width}}}{{l}}{{\\emph{{{latex_escape(title)}}}}} \\\\",
         ]
         for row in group:
-            cells = [
-                *_who(row),
-                *(format_figure(row.figures[c.key], c.percent, published) for c in COLUMNS),
-            ]
-            lines.append(" & ".join(latex_escape(cell) for cell in cells) + " \\\\")
+            lines.append(" & ".join(latex_escape(cell) for cell in row_cells(row)) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", ""]
     return "\n".join(lines)
