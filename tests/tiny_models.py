@@ -102,6 +102,23 @@ def tokenizer(special: list[str], bos: str | None, **tokens: str) -> PreTrainedT
     )
 
 
+def tiny_llama(text: PreTrainedTokenizerFast) -> LlamaConfig:
+    """A two-layer Llama text model for `text`'s vocabulary and special tokens."""
+    return LlamaConfig(
+        vocab_size=len(text),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=CONTEXT,
+        initializer_range=INIT_RANGE,
+        bos_token_id=text.bos_token_id,
+        eos_token_id=text.eos_token_id,
+        pad_token_id=text.pad_token_id,
+    )
+
+
 def _save(model: Any, processor: Any, path: Path) -> None:
     # Replies of special tokens only would decode to nothing: of those, only EOS is generated.
     eos = model.generation_config.eos_token_id
@@ -153,19 +170,7 @@ def build_llava(path: Path) -> TinyModel:
             patch_size=14,
             projection_dim=16,
         ),
-        text_config=LlamaConfig(
-            vocab_size=len(text),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            max_position_embeddings=CONTEXT,
-            initializer_range=INIT_RANGE,
-            bos_token_id=text.bos_token_id,
-            eos_token_id=text.eos_token_id,
-            pad_token_id=text.pad_token_id,
-        ),
+        text_config=tiny_llama(text),
         image_token_index=text.convert_tokens_to_ids("<image>"),
         image_seq_length=4,
         vision_feature_layer=-1,
@@ -382,19 +387,7 @@ def build_instructblip(path: Path) -> TinyModel:
             initializer_range=INIT_RANGE,
             pad_token_id=qformer_text.pad_token_id,
         ),
-        text_config=LlamaConfig(
-            vocab_size=len(text),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            max_position_embeddings=CONTEXT,
-            initializer_range=INIT_RANGE,
-            bos_token_id=text.bos_token_id,
-            eos_token_id=text.eos_token_id,
-            pad_token_id=text.pad_token_id,
-        ),
+        text_config=tiny_llama(text),
         num_query_tokens=queries,
         image_token_index=text.convert_tokens_to_ids("<image>"),
         initializer_range=INIT_RANGE,
