@@ -29,6 +29,7 @@ from mtmcs.report.leaderboard import (
     format_figure,
 )
 from mtmcs.scoring.metrics import mean_interval, wilson_interval
+from mtmcs.scoring.records import record_cell
 
 PAIR_THRESHOLD = 4
 UNCATEGORISED = "uncategorised"
@@ -82,13 +83,6 @@ def mcq_all_right(record: Record) -> bool | None:
     return all(bool(q.get("correct")) for q in mcqs)
 
 
-def cell(record: Record) -> str:
-    """The metrics cell of a record: its modality, or `multimodal@vK` for a variant image."""
-    variant = record.get("image_variant") or 0
-    modality = str(record.get("modality", ""))
-    return modality if not variant else f"{modality}@v{variant}"
-
-
 def pairs(records: Iterable[Record]) -> list[tuple[Record, Record]]:
     """(unsafe, safe) records of each scenario pair that has both dialogues."""
     sides: dict[str, dict[str, Record]] = defaultdict(dict)
@@ -131,7 +125,7 @@ def pair_figures(scenario_pairs: Sequence[tuple[Record, Record]]) -> dict[str, F
 
 
 def _split_cells(records: Sequence[Record]) -> list[tuple[str, str]]:
-    keys = {(str(r.get("split", "")), cell(r)) for r in records}
+    keys = {(str(r.get("split", "")), record_cell(r)) for r in records}
     return sorted(keys, key=lambda key: (key[0], "@" in key[1], key[1]))
 
 
@@ -148,7 +142,7 @@ def pair_breakdown(runs: Sequence[tuple[RunSummary, Sequence[Record]]]) -> Break
     )
     for run, records in runs:
         for split, group in _split_cells(records):
-            chosen = [r for r in records if r.get("split") == split and cell(r) == group]
+            chosen = [r for r in records if r.get("split") == split and record_cell(r) == group]
             table.rows.append(((run.model, _split(split), group), pair_figures(pairs(chosen))))
     return table
 
@@ -268,7 +262,7 @@ def stance_breakdowns(
 ) -> list[Breakdown]:
     """Turn stances, refusal onset (type A) and stance persistence (type B) per run.
 
-    Each run comes with the result of `mtmcs.scoring.stance_summary.run_stance_breakdown`
+    Each run comes with the result of `mtmcs.scoring.stance_summary.stance_summary`
     (None when `mtmcs stances` has not been run on it: the run is left out).
     """
     judges = sorted({str(result["judge"]) for _, result in runs if result})

@@ -11,7 +11,6 @@ import typer
 from mtmcs.errors import ConfigError, StoreError
 from mtmcs.report.breakdowns import (
     Breakdown,
-    Record,
     category_breakdown,
     pair_breakdown,
     render_breakdowns_csv,
@@ -20,9 +19,8 @@ from mtmcs.report.breakdowns import (
     variant_breakdown,
 )
 from mtmcs.report.deltas import defence_deltas, render_deltas_markdown
-from mtmcs.report.export import read_dialogues
+from mtmcs.report.export import RunRecords, read_run_records
 from mtmcs.report.leaderboard import (
-    RunSummary,
     expected_rows,
     leaderboard_rows,
     load_runs,
@@ -32,7 +30,7 @@ from mtmcs.report.leaderboard import (
 )
 from mtmcs.scoring.categories import CategoryMap
 from mtmcs.scoring.categorize import read_map
-from mtmcs.scoring.stance_summary import run_stance_breakdown
+from mtmcs.scoring.stance_summary import stance_summary
 
 FORMATS = ("md", "csv", "latex", "png", "parquet", "html")
 
@@ -65,16 +63,16 @@ def category_map(path: Path) -> CategoryMap:
 
 
 def breakdown_tables(
-    records: Sequence[tuple[RunSummary, Sequence[Record]]], mapping: CategoryMap | None = None
+    records: Sequence[RunRecords], mapping: CategoryMap | None = None
 ) -> list[Breakdown]:
     """The pair, harm-category (with a mapping file), image-variant and stance breakdowns."""
-    runs = [run for run, _ in records]
-    tables = [pair_breakdown(records)]
+    dialogues = [(r.run, r.dialogues) for r in records]
+    tables = [pair_breakdown(dialogues)]
     if mapping is not None:
         method = f"{mapping.method} ({mapping.model}, taxonomy {mapping.taxonomy})"
-        tables.append(category_breakdown(records, mapping.assignments.get, method))
-    tables.append(variant_breakdown(runs))
-    tables += stance_breakdowns([(run, run_stance_breakdown(run.path)) for run in runs])
+        tables.append(category_breakdown(dialogues, mapping.assignments.get, method))
+    tables.append(variant_breakdown([r.run for r in records]))
+    tables += stance_breakdowns([(r.run, stance_summary(r.dialogues, r.stances)) for r in records])
     return [table for table in tables if table.rows]
 
 
@@ -92,8 +90,8 @@ def report(
     html → report.html (self-contained: tables, plots, filterable dialogues).
     """
     runs = load_runs(run_dirs)
-    records = [(run, read_dialogues(run)) for run in runs]
-    expected = expected_rows(record for _, dialogues in records for record in dialogues)
+    records = [read_run_records(run) for run in runs]
+    expected = expected_rows(dialogue for r in records for dialogue in r.dialogues)
     rows = leaderboard_rows(runs, expected=expected)
     mapping = category_map(categories) if categories is not None else None
     category_of = mapping.assignments.get if mapping is not None else None
@@ -120,12 +118,12 @@ def report(
     if "parquet" in formats or "csv" in formats:
         from mtmcs.report.export import write_exports
 
-        written += write_exports(runs, out, formats, category_of)
+        written += write_exports(records, out, formats, category_of)
     if "html" in formats:
         from mtmcs.report.html import write_html
 
         try:
-            written.append(write_html(runs, rows, tables, out, category_of))
+            written.append(write_html(records, rows, tables, out, category_of))
         except OSError as error:
             raise StoreError(f"cannot write {out / 'report.html'}: {error.strerror}") from error
     return written

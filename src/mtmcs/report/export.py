@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mtmcs.report.leaderboard import RunSummary
 from mtmcs.scoring.records import read_dialogue_records
+from mtmcs.scoring.stance_summary import RunStances, load_stances
 
 RUN_COLUMNS = ("run", "run_dir", "model", "judge", "judge_kind")
 DIALOGUE_COLUMNS = (
@@ -34,9 +36,18 @@ QUESTION_FIELDS = ("answer", "ground_truth", "correct", "error")
 CategoryLookup = Callable[[str], str | None]
 
 
-def read_dialogues(run: RunSummary) -> list[dict[str, Any]]:
-    """The checked records of a run's `dialogues.jsonl`."""
-    return read_dialogue_records(run.path)
+@dataclass(frozen=True, slots=True)
+class RunRecords:
+    """A run with its dialogue records and its turn stances (None before `mtmcs stances`)."""
+
+    run: RunSummary
+    dialogues: list[dict[str, Any]]
+    stances: RunStances | None
+
+
+def read_run_records(run: RunSummary) -> RunRecords:
+    """A run's checked `dialogues.jsonl` and `turn_stances.jsonl`, read once for every output."""
+    return RunRecords(run, read_dialogue_records(run.path), load_stances(run.path))
 
 
 def flatten(
@@ -81,10 +92,10 @@ def flatten(
 
 
 def dialogue_table(
-    runs: Sequence[RunSummary], category_of: CategoryLookup | None = None
+    runs: Sequence[RunRecords], category_of: CategoryLookup | None = None
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """Columns (fixed ones first, per-question ones sorted) and one row per dialogue."""
-    rows = [flatten(run, record, category_of) for run in runs for record in read_dialogues(run)]
+    rows = [flatten(r.run, record, category_of) for r in runs for record in r.dialogues]
     fixed = [*RUN_COLUMNS, *DIALOGUE_COLUMNS, "harm_category", "error"]
     turns = sorted(
         {key for row in rows for key in row if key.startswith(("turn_", "reply_"))},
@@ -98,7 +109,7 @@ def dialogue_table(
 
 
 def write_exports(
-    runs: Sequence[RunSummary],
+    runs: Sequence[RunRecords],
     out: Path,
     formats: Sequence[str],
     category_of: CategoryLookup | None = None,

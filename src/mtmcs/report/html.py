@@ -14,13 +14,13 @@ from __future__ import annotations
 import base64
 import json
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mtmcs.errors import ConfigError
 from mtmcs.report.breakdowns import UNCATEGORISED, Breakdown
-from mtmcs.report.export import read_dialogues
+from mtmcs.report.export import CategoryLookup, RunRecords
 from mtmcs.report.leaderboard import (
     COLUMNS,
     EXPECTED_NOTE,
@@ -32,7 +32,6 @@ from mtmcs.report.leaderboard import (
     format_figure,
     row_cells,
 )
-from mtmcs.scoring.stance_summary import load_stances
 
 PLOT_STEMS = (
     ("tradeoff", "Safety–utility trade-off"),
@@ -93,14 +92,14 @@ def breakdown_sections(tables: Sequence[Breakdown]) -> list[dict[str, Any]]:
 
 
 def dialogue_data(
-    runs: Sequence[RunSummary], category_of: Callable[[str], str | None] | None = None
+    records: Sequence[RunRecords], category_of: CategoryLookup | None = None
 ) -> dict[str, Any]:
-    """What the client-side filters and dialogue view need, from each run's dialogues.jsonl."""
+    """What the client-side filters and dialogue view need: every run's dialogues and stances."""
     dialogues = []
-    for run in runs:
-        classified = load_stances(run.path)
-        stances = classified.stances if classified else {}
-        for record in read_dialogues(run):
+    for run_records in records:
+        run = run_records.run
+        stances = run_records.stances.stances if run_records.stances else {}
+        for record in run_records.dialogues:
             judge = record.get("judge") or {}
             unsafe_intent = str(record.get("unsafe_intent") or "")
             category = category_of(unsafe_intent) if category_of else None
@@ -139,6 +138,7 @@ def dialogue_data(
                     ],
                 }
             )
+    runs = [r.run for r in records]
     return {
         "runs": [
             {"name": run.name, "model": run.model, "judge": run.judge, "kind": run.judge_kind}
@@ -175,12 +175,12 @@ def plot_images(runs: Sequence[RunSummary], out: Path) -> tuple[list[dict[str, s
 
 
 def render_html(
-    runs: Sequence[RunSummary],
+    records: Sequence[RunRecords],
     rows: Sequence[LeaderRow],
     tables: Sequence[Breakdown] = (),
     plots: Sequence[dict[str, str]] = (),
     plot_note: str | None = None,
-    category_of: Callable[[str], str | None] | None = None,
+    category_of: CategoryLookup | None = None,
 ) -> str:
     """The whole report page as one string."""
     try:
@@ -201,24 +201,24 @@ def render_html(
         breakdowns=breakdown_sections(tables),
         plots=list(plots),
         plot_note=plot_note,
-        runs=runs,
-        data=Markup(script_json(dialogue_data(runs, category_of))),
+        runs=[r.run for r in records],
+        data=Markup(script_json(dialogue_data(records, category_of))),
         script=Markup(SCRIPT),
         style=Markup(STYLE),
     )
 
 
 def write_html(
-    runs: Sequence[RunSummary],
+    records: Sequence[RunRecords],
     rows: Sequence[LeaderRow],
     tables: Sequence[Breakdown],
     out: Path,
-    category_of: Callable[[str], str | None] | None = None,
+    category_of: CategoryLookup | None = None,
 ) -> Path:
     """`report.html` in `out` (plots taken from `out` or drawn afresh); its path."""
-    plots, note = plot_images(runs, out)
+    plots, note = plot_images([r.run for r in records], out)
     path = out / "report.html"
-    html = render_html(runs, rows, tables, plots, note, category_of)
+    html = render_html(records, rows, tables, plots, note, category_of)
     path.write_text(html, encoding="utf-8")
     return path
 

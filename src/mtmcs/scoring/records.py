@@ -60,6 +60,12 @@ def dialogue_records(
         }
 
 
+def record_cell(record: Mapping[str, Any]) -> str:
+    """The metrics cell of a dialogue record: its modality, or `multimodal@vK` for a variant."""
+    variant = record.get("image_variant") or 0
+    return str(record["modality"]) + (f"@v{variant}" if variant else "")
+
+
 def problem(source: str, message: str, split: str = "", field: str = "") -> DataError:
     """A data error about one place (`file:line`) of a run's files."""
     return DataError([Problem(source, split, None, field, message)])

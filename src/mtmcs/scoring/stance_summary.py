@@ -27,7 +27,7 @@ from mtmcs.protocol.stances import (
 )
 from mtmcs.protocol.types import INTENTS, SPLITS
 from mtmcs.scoring.metrics import wilson_interval
-from mtmcs.scoring.records import json_lines, problem, read_dialogue_records
+from mtmcs.scoring.records import json_lines, problem, read_dialogue_records, record_cell
 
 STANCES_FILE = "turn_stances.jsonl"
 
@@ -79,11 +79,6 @@ def share(count: int, n: int) -> dict[str, Any]:
     }
 
 
-def _cell(record: Mapping[str, Any]) -> str:
-    variant = record.get("image_variant") or 0
-    return str(record["modality"]) + (f"@v{variant}" if variant else "")
-
-
 def _group_figures(
     split: str, intent: str, dialogues: int, stances: Sequence[tuple[Stance, ...]]
 ) -> dict[str, Any]:
@@ -126,7 +121,7 @@ def stance_breakdown(
     dialogues: Counter[tuple[str, str, str]] = Counter()
     classified: defaultdict[tuple[str, str, str], list[tuple[Stance, ...]]] = defaultdict(list)
     for record in records:
-        key = (str(record["split"]), _cell(record), str(record["intent"]))
+        key = (str(record["split"]), record_cell(record), str(record["intent"]))
         dialogues[key] += 1
         if (stances := stances_by_id.get(str(record["id"]))) is not None:
             classified[key].append(tuple(stances))
@@ -140,13 +135,19 @@ def stance_breakdown(
     return result
 
 
-def run_stance_breakdown(run_dir: Path) -> dict[str, Any] | None:
-    """A run's stance breakdown, or `None` when its stance pass has not run.
+def stance_summary(
+    records: Sequence[Mapping[str, Any]], stances: RunStances | None
+) -> dict[str, Any] | None:
+    """{"judge": the judge's name, "breakdown": `stance_breakdown(…)`}, or `None` when the
+    run's stance pass has not run."""
+    if stances is None:
+        return None
+    return {"judge": stances.judge, "breakdown": stance_breakdown(records, stances.stances)}
 
-    {"judge": the judge's name, "breakdown": `stance_breakdown(…)` of the run's dialogues}.
-    """
+
+def run_stance_breakdown(run_dir: Path) -> dict[str, Any] | None:
+    """`stance_summary` of a run directory (its records are read only when stances exist)."""
     stances = load_stances(run_dir)
     if stances is None:
         return None
-    records = read_dialogue_records(run_dir)
-    return {"judge": stances.judge, "breakdown": stance_breakdown(records, stances.stances)}
+    return stance_summary(read_dialogue_records(run_dir), stances)
