@@ -6,7 +6,6 @@ what intents are matched against with sentence embeddings. See docs/harm-taxonom
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from mtmcs.protocol.judge import fence_token
 from mtmcs.protocol.messages import Message
 from mtmcs.protocol.prompts import Decoding
 from mtmcs.protocol.replies import without_code_fence
@@ -192,18 +192,13 @@ FALLBACK = "manipulation-other"
 """The category an LLM is told to choose when no other fits."""
 
 
-def _fence_token(intent: str) -> str:
-    # Derived from the content, so the content cannot contain its own closing marker.
-    return "INTENT-" + hashlib.sha256(intent.encode()).hexdigest()[:16].upper()
-
-
 def categorize_prompt(intent: str) -> tuple[Message, ...]:
     """The single user message asking an LLM for the category of one unsafe intent.
 
     The intent is fenced between BEGIN/END lines whose token derives from its text and is
     labelled as data, so text inside it cannot pass for instructions or for the answer.
     """
-    token = _fence_token(intent)
+    token = fence_token("INTENT", intent)
     listing = "\n".join(f"- {c.id}: {c.name}. {c.description}" for c in CATEGORIES)
     text = (
         "Classify a harmful goal into exactly one category of this harm taxonomy.\n\n"
