@@ -16,12 +16,11 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from mtmcs.errors import ConfigError
 from mtmcs.models.base import CallFailed, ChatRequest, Completion
 from mtmcs.models.images import ImageEncoder
-from mtmcs.models.local_prompt import conversation, load_image
+from mtmcs.models.local_prompt import adds_special_tokens, render_prompt, short_cause
 from mtmcs.models.model_cards import fallback_template
 from mtmcs.protocol.messages import Message
 
 GATHER_MS = 20.0
-CAUSE_CHARS = 300
 
 Result = Completion | CallFailed
 GroupKey = tuple[int, float | None, int, bool]
@@ -130,11 +129,6 @@ class QFormerText:
         inputs["qformer_attention_mask"] = qformer["attention_mask"]
 
 
-def _cause(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:CAUSE_CHARS]
-
-
 def _settle(item: Pending, result: Result) -> None:
     if item.future.done():  # the caller gave up
         return
@@ -184,7 +178,7 @@ class HFChat:
         try:
             self.processor, self.model = load(model, device or default_device(), dtype)
         except Exception as error:  # not found, unsupported, a missing library (torchvision…)
-            raise ConfigError(f"cannot load {name}: {_cause(error)}") from error
+            raise ConfigError(f"cannot load {name}: {short_cause(error)}") from error
         if self.processor.chat_template is None:
             template = fallback_template(model, self.model.config.model_type)
             if template is None:
@@ -214,9 +208,15 @@ class HFChat:
         if self._closed:
             raise CallFailed(f"{self.name} is closed")
         try:
-            prompt, images = await asyncio.to_thread(self._prepare, request.messages)
+            prompt, images = await asyncio.to_thread(
+                render_prompt,
+                self.processor,
+                request.messages,
+                self._images.read_bytes,
+                self._max_pixels,
+            )
         except Exception as error:  # a template or image problem fails this call only
-            raise CallFailed(f"cannot build the prompt: {_cause(error)}") from error
+            raise CallFailed(f"cannot build the prompt: {short_cause(error)}") from error
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
@@ -237,14 +237,6 @@ class HFChat:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-    def _prepare(self, messages: Sequence[Message]) -> tuple[str, tuple[Image.Image, ...]]:
-        turns, image_ids = conversation(messages)
-        prompt = self.processor.apply_chat_template(
-            turns, add_generation_prompt=True, tokenize=False
-        )
-        images = (load_image(self._images.read_bytes(i), self._max_pixels) for i in image_ids)
-        return str(prompt), tuple(images)
 
     def _queue_of_this_loop(self) -> asyncio.Queue[Pending]:
         # One batching task per event loop (each `asyncio.run` has its own).
@@ -285,7 +277,7 @@ class HFChat:
                 for item in group:
                     await self._answer([item])
                 return
-            results = [CallFailed(f"generation failed: {_cause(error)}")]
+            results = [CallFailed(f"generation failed: {short_cause(error)}")]
         for item, result in zip(group, results, strict=True):
             _settle(item, result)
 
@@ -313,7 +305,6 @@ class HFChat:
 
     def _encode(self, group: Sequence[Pending]) -> Any:
         texts = [item.prompt for item in group]
-        bos = self.processor.tokenizer.bos_token
         inputs = self.processor(
             text=texts,
             images=[list(item.images) for item in group] if group[0].images else None,
@@ -321,7 +312,7 @@ class HFChat:
             truncation=False,
             return_tensors="pt",
             # A template that writes the BOS itself must not get a second one.
-            add_special_tokens=not (bos and texts[0].startswith(bos)),
+            add_special_tokens=adds_special_tokens(self.processor.tokenizer, texts[0]),
         )
         if self._qformer is not None:
             self._qformer.adapt(inputs, [newest_user_text(i.request.messages) for i in group])

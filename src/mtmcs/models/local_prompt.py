@@ -1,18 +1,21 @@
-"""Messages → the chat format of local models (transformers, vLLM), and images as PIL.
+"""Messages → the prompt of a local model (transformers, vLLM): chat format, the model's
+chat template, images as PIL, and short error causes.
 
-Pure code with no torch import: every local provider shares it.
+No torch import: every local provider shares it.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from PIL import Image
 
 from mtmcs.protocol.messages import Message
+
+CAUSE_CHARS = 300
 
 
 def conversation(messages: Sequence[Message]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -51,3 +54,29 @@ def load_image(data: bytes, max_pixels: int | None = None) -> Image.Image:
         size = (max(1, int(width * scale)), max(1, int(height * scale)))
         image = image.resize(size, Image.Resampling.BICUBIC)
     return image
+
+
+def render_prompt(
+    processor: Any,
+    messages: Sequence[Message],
+    read_bytes: Callable[[str], bytes],
+    max_pixels: int | None = None,
+) -> tuple[str, tuple[Image.Image, ...]]:
+    """The prompt text by the processor's chat template (ending with the generation prompt)
+    and the messages' images, loaded in order (see `load_image`)."""
+    turns, image_ids = conversation(messages)
+    text = processor.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
+    return str(text), tuple(load_image(read_bytes(i), max_pixels) for i in image_ids)
+
+
+def adds_special_tokens(tokenizer: Any, text: str) -> bool:
+    """Whether tokenizing a rendered prompt should add special tokens: not when the chat
+    template already wrote the BOS (a second one would change the prompt)."""
+    bos = tokenizer.bos_token
+    return not (bos and text.startswith(bos))
+
+
+def short_cause(error: BaseException) -> str:
+    """`Type: first line of the message`, at most `CAUSE_CHARS` long."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:CAUSE_CHARS]

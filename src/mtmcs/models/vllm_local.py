@@ -18,11 +18,10 @@ from PIL import Image
 from mtmcs.errors import ConfigError, ProviderError
 from mtmcs.models.base import CallFailed, ChatRequest, Completion
 from mtmcs.models.images import ImageEncoder
-from mtmcs.models.local_prompt import conversation, load_image
+from mtmcs.models.local_prompt import adds_special_tokens, render_prompt, short_cause
 from mtmcs.models.model_cards import ModelCard, card_for
 from mtmcs.protocol.messages import Message
 
-CAUSE_CHARS = 300
 GPU_MEMORY_UTILIZATION = 0.9
 
 
@@ -112,11 +111,6 @@ class Prompt:
         return engine_input
 
 
-def _cause(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:CAUSE_CHARS]
-
-
 def _import_vllm(name: str) -> tuple[Any, Any]:
     """vLLM and its `RequestOutputKind.FINAL_ONLY`, or a `ConfigError` saying how to install it."""
     try:
@@ -135,7 +129,7 @@ def _load_processor(name: str, model: str) -> Any:
     try:
         return transformers.AutoProcessor.from_pretrained(model)
     except (OSError, ValueError) as error:
-        raise ConfigError(f"cannot load the processor of {name}: {_cause(error)}") from error
+        raise ConfigError(f"cannot load the processor of {name}: {short_cause(error)}") from error
 
 
 class VLLMChat:
@@ -171,7 +165,7 @@ class VLLMChat:
         try:
             prompt = await asyncio.to_thread(self.render, request.messages)
         except Exception as error:  # a template or image problem fails this call only
-            raise CallFailed(f"cannot build the prompt: {_cause(error)}") from error
+            raise CallFailed(f"cannot build the prompt: {short_cause(error)}") from error
         self._check_length(prompt, request.max_tokens)
         engine = await self._started_engine()
         final: Any = None
@@ -183,9 +177,9 @@ class VLLMChat:
         except Exception as error:
             if engine.errored:
                 raise ProviderError(
-                    f"{self.name}: the vLLM engine died: {_cause(error)}"
+                    f"{self.name}: the vLLM engine died: {short_cause(error)}"
                 ) from error
-            raise CallFailed(f"vLLM: {_cause(error)}") from error
+            raise CallFailed(f"vLLM: {short_cause(error)}") from error
         return self._completion(final)
 
     async def aclose(self) -> None:
@@ -196,18 +190,13 @@ class VLLMChat:
 
     def render(self, messages: Sequence[Message]) -> Prompt:
         """The messages as the engine gets them (chat template, tokens, loaded images)."""
-        turns, image_ids = conversation(messages)
-        text = str(
-            self._processor.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
+        text, images = render_prompt(
+            self._processor, messages, self._images.read_bytes, self.settings.max_pixels
         )
-        bos = self._tokenizer.bos_token
-        token_ids = self._tokenizer(
-            text, add_special_tokens=not (bos and text.startswith(bos))
-        ).input_ids
-        images = (
-            load_image(self._images.read_bytes(i), self.settings.max_pixels) for i in image_ids
+        special = adds_special_tokens(self._tokenizer, text)
+        return Prompt(
+            text, tuple(self._tokenizer(text, add_special_tokens=special).input_ids), images
         )
-        return Prompt(text, tuple(token_ids), tuple(images))
 
     def _check_length(self, prompt: Prompt, max_tokens: int) -> None:
         limit = self.settings.max_model_len
@@ -227,7 +216,7 @@ class VLLMChat:
                     self._engine = self._vllm.AsyncLLMEngine.from_engine_args(arguments)
                 except Exception as error:  # bad settings, no GPU, out of memory …
                     self._engine_error = ProviderError(
-                        f"{self.name}: the vLLM engine did not start: {_cause(error)}"
+                        f"{self.name}: the vLLM engine did not start: {short_cause(error)}"
                     )
                     raise self._engine_error from error
             return self._engine
