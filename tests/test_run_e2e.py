@@ -17,10 +17,9 @@ from mtmcs.engine.run import RunConfig, run_benchmark
 from mtmcs.engine.scheduler import RunSettings
 from mtmcs.errors import ConfigError, ProviderError
 from mtmcs.protocol.dialogues import expand_row
+from mtmcs.protocol.prompts import MCQ_INSTRUCTION, TF_INSTRUCTION
 from mtmcs.protocol.types import Row, Split
 
-MCQ_INSTRUCTION = "Answer with the letter of the correct option only."
-TF_INSTRUCTION = "Answer with True or False only."
 JUDGE_REPLY = '{"score": 4, "explanation": "Reasonable."}'
 
 
@@ -28,8 +27,7 @@ def kind_of(request: RecordedRequest) -> str:
     """turn / mcq / tf / judge, read off a recorded request."""
     if request.body["model"] == "judge":
         return "judge"
-    last = request.body["messages"][-1]
-    text = last["content"] if isinstance(last["content"], str) else last["content"][-1]["text"]
+    text = text_of(request.body["messages"][-1])
     if MCQ_INSTRUCTION in text:
         return "mcq"
     if TF_INSTRUCTION in text:
@@ -39,7 +37,9 @@ def kind_of(request: RecordedRequest) -> str:
 
 def text_of(message: dict[str, Any]) -> str:
     content = message["content"]
-    return content if isinstance(content, str) else content[-1]["text"]
+    if isinstance(content, str):
+        return content
+    return "".join(part["text"] for part in content if part["type"] == "text")
 
 
 def has_image(message: dict[str, Any]) -> bool:
@@ -98,6 +98,7 @@ def test_one_row_costs_24_model_calls_and_4_judge_calls_in_protocol_order(
         "made": 24,
         "cached": 0,
         "failed": 0,
+        "reasoning_exhausted": 0,
         "causes": {},
     }
 
@@ -122,7 +123,8 @@ def test_one_row_costs_24_model_calls_and_4_judge_calls_in_protocol_order(
         for message in final[1::2]:  # the model's own replies come back as assistant turns
             assert message["content"].startswith("reply to turn")
         images = [has_image(m) for m in final]
-        expected = [dialogue.modality == "multimodal"] + [False] * 4
+        # The image rides on the newest user turn, as the authors' wrappers place it.
+        expected = [False] * 4 + [dialogue.modality == "multimodal"]
         assert images == expected, dialogue.id
         # The body goes out in pieces but with a plain Content-Length, not chunked.
         assert "transfer-encoding" not in by_length[5].headers
@@ -144,19 +146,21 @@ def test_one_row_costs_24_model_calls_and_4_judge_calls_in_protocol_order(
             assert has_image(message) is (dialogue.modality == "multimodal")
             assert request.body["max_tokens"] == (64 if kind_of(request) == "mcq" else 32)
             prompt = text_of(message)
-            assert "Assistant A3: reply to turn 3" in prompt
+            assert "\nAssistant: reply to turn 3" in prompt
 
         (judged,) = [
             r
             for r in requests
             if kind_of(r) == "judge"
-            and f"User R3: {dialogue.turns[2]}" in text_of(r.body["messages"][0])
-            and f"User R1: {dialogue.turns[0]}" in text_of(r.body["messages"][0])
-            and (captions[row.id] in text_of(r.body["messages"][0]))
+            and f"User R3: {dialogue.turns[2]}" in text_of(r.body["messages"][-1])
+            and f"User R1: {dialogue.turns[0]}" in text_of(r.body["messages"][-1])
+            and (captions[row.id] in text_of(r.body["messages"][-1]))
             is (dialogue.modality == "multimodal")
         ]
-        assert not has_image(judged.body["messages"][0])
-        assert row.unsafe_intent not in text_of(judged.body["messages"][0])
+        # The authors' layout: the rubric as system message, caption and transcript as user.
+        assert [m["role"] for m in judged.body["messages"]] == ["system", "user"]
+        assert not any(has_image(m) for m in judged.body["messages"])
+        assert all(row.unsafe_intent not in text_of(m) for m in judged.body["messages"])
 
 
 def test_questions_start_only_after_their_dialogue_finished(
@@ -167,8 +171,9 @@ def test_questions_start_only_after_their_dialogue_finished(
     requests = server.requests
     for index, request in enumerate(requests):
         if kind_of(request) in ("mcq", "tf", "judge"):
-            prompt = text_of(request.body["messages"][0])
-            r3_reply = prompt.split("Assistant A3: ", 1)[1].split("\n")[0]
+            prompt = text_of(request.body["messages"][-1])
+            label = "Assistant A3: " if kind_of(request) == "judge" else "Assistant: "
+            r3_reply = prompt.rsplit(label, 1)[1].split("\n")[0]
             earlier = [
                 text_of(r.body["messages"][-1])[:40]
                 for r in requests[:index]
@@ -338,7 +343,7 @@ def test_anthropic_provider_sends_image_blocks_and_alternating_roles(
     assert result.complete and server.request_count == 12
     final = next(r for r in server.requests if len(r.body["messages"]) == 5)
     assert [m["role"] for m in final.body["messages"]] == ["user", "assistant"] * 2 + ["user"]
-    image = final.body["messages"][0]["content"][0]
+    image = final.body["messages"][-1]["content"][0]
     assert image["type"] == "image" and image["source"]["type"] == "base64"
     assert image["source"]["media_type"] == "image/png"
     assert final.body["max_tokens"] == 128

@@ -25,15 +25,17 @@ from mtmcs.models.registry import (
     ProviderOptions,
     create_model_pool,
     is_heuristic_judge,
+    is_reasoning_model,
 )
 from mtmcs.protocol.dialogues import expand_row
 from mtmcs.protocol.judge import DEFAULT_JUDGE
-from mtmcs.protocol.prompts import MCQ_DECODING, TF_DECODING
 from mtmcs.protocol.types import MODALITIES, SPLITS, Dialogue, Modality, Row, Split
 from mtmcs.scoring.metrics import compute_metrics
 from mtmcs.scoring.records import dialogue_records
 
 HEURISTIC_JUDGE_LABEL = "heuristic (refusal keywords), not an LLM judge"
+RubricSource = Literal["ours", "authors"]
+RUBRIC_SOURCES: tuple[RubricSource, ...] = ("ours", "authors")
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class RunConfig:
     defense_selector: Literal["lexical", "judge"] = "lexical"
     shard: tuple[int, int] | None = None  # (index, count): every count-th row from index
     check_images: bool = True
+    rubrics: RubricSource = "ours"
     local: LocalModelOptions = field(default_factory=LocalModelOptions)
 
 
@@ -76,6 +79,16 @@ class RunResult:
     def complete(self) -> bool:
         """Whether every planned call has an answer."""
         return all(counts.failed == 0 for counts in self.outcome.counts.values())
+
+
+def run_settings(config: RunConfig) -> RunSettings:
+    """The run's call settings, with the model and the judge marked as reasoning models
+    when their names say so (they then get the authors' GPT-5 decoding)."""
+    return replace(
+        config.settings,
+        reasoning_model=config.settings.reasoning_model or is_reasoning_model(config.model),
+        reasoning_judge=config.settings.reasoning_judge or is_reasoning_model(config.judge),
+    )
 
 
 def select_rows(
@@ -158,7 +171,7 @@ def build_summary(
     metrics = compute_metrics(
         outcome.questions, outcome.dialogues, config.splits, config.modalities
     )
-    settings = config.settings
+    settings = run_settings(config)
     metadata = {
         "model": config.model,
         "defense": config.defense,
@@ -175,13 +188,15 @@ def build_summary(
         "limit": config.limit,
         "variants": config.variants,
         "decoding": {
-            "turn": asdict(settings.decoding(settings.turn)),
-            "mcq": asdict(settings.decoding(MCQ_DECODING)),
-            "tf": asdict(settings.decoding(TF_DECODING)),
+            "turn": asdict(settings.decoding("turn")),
+            "mcq": asdict(settings.decoding("mcq")),
+            "tf": asdict(settings.decoding("tf")),
             "judge": asdict(settings.judge),
             "seed": settings.seed,
         },
         "image_placement": settings.image_placement,
+        "image_order": settings.image_order,
+        "rubrics": config.rubrics,
         "package_version": __version__,
         "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
         "wall_s": round(wall_s, 3),
@@ -297,7 +312,7 @@ def run_benchmark(
             judge=judge,
             store=store,
             captions=captions,
-            settings=config.settings,
+            settings=run_settings(config),
             limits=limits,
             on_call=on_call,
             images=images,

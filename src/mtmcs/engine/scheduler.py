@@ -18,16 +18,17 @@ from mtmcs.engine.attempt import attempt
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.store import CallRecord, Store, request_key
 from mtmcs.errors import ProviderError
-from mtmcs.models.base import ChatModel, ChatRequest
+from mtmcs.models.base import REASONING_EXHAUSTED, ChatModel, ChatRequest
 from mtmcs.models.images import ImageEncoder
 from mtmcs.protocol.judge import Verdict, judge_messages, parse_verdict
-from mtmcs.protocol.messages import ImagePlacement, turn_messages
+from mtmcs.protocol.messages import ImageOrder, ImagePlacement, turn_messages
 from mtmcs.protocol.parsing import parse_mcq, parse_tf
 from mtmcs.protocol.prompts import (
-    JUDGE_DECODING,
-    TURN_DECODING,
     Decoding,
-    question_decoding,
+    QuestionCallKind,
+    ReasoningEffort,
+    judge_decoding,
+    model_decoding,
     question_messages,
 )
 from mtmcs.protocol.rubrics import rubric_for
@@ -39,33 +40,59 @@ Role = Literal["model", "judge"]
 
 @dataclass(frozen=True, slots=True)
 class RunSettings:
-    """How calls are made: decoding, seed, image placement and connection limits."""
+    """How calls are made: decoding overrides, seed, image layout and connection limits.
 
-    turn: Decoding = TURN_DECODING
+    Decoding follows the authors' defaults for the kind of model (`mtmcs.protocol.prompts`):
+    `reasoning_model` and `reasoning_judge` say whether the model under test and the judge
+    are reasoning models (the run sets them from the model names); the other fields
+    override those defaults when set.
+    """
+
     temperature: float | None = None
     omit_temperature: bool = False
     seed: int | None = None
-    judge: Decoding = JUDGE_DECODING
-    image_placement: ImagePlacement = "first"
+    max_tokens: int | None = None
+    judge_max_tokens: int | None = None
+    reasoning_effort: ReasoningEffort | None = None
+    judge_reasoning_effort: ReasoningEffort | None = None
+    reasoning_model: bool = False
+    reasoning_judge: bool = False
+    image_placement: ImagePlacement = "newest"
+    image_order: ImageOrder = "before"
     max_connections: int = 32
     judge_max_connections: int = 16
 
-    def decoding(self, base: Decoding) -> Decoding:
-        """A model call's decoding with `--temperature` applied (or left to the provider)."""
-        if self.omit_temperature:
-            return Decoding(base.max_tokens, None)
-        if self.temperature is None:
-            return base
-        return Decoding(base.max_tokens, self.temperature)
+    def decoding(self, kind: QuestionCallKind) -> Decoding:
+        """The decoding of a model call of this kind (turn, mcq or tf)."""
+        return model_decoding(
+            kind,
+            reasoning=self.reasoning_model,
+            effort=self.reasoning_effort,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            omit_temperature=self.omit_temperature,
+        )
+
+    @property
+    def judge(self) -> Decoding:
+        """The decoding of a judge call."""
+        return judge_decoding(
+            reasoning=self.reasoning_judge,
+            effort=self.judge_reasoning_effort,
+            max_tokens=self.judge_max_tokens,
+        )
 
 
 @dataclass
 class CallCounts:
-    """Calls of one role: made now, taken from the store, failed (with their causes)."""
+    """Calls of one role: made now, taken from the store, failed (with their causes);
+    `reasoning_exhausted` counts the failures whose reply came back empty because hidden
+    reasoning spent the whole token budget."""
 
     made: int = 0
     cached: int = 0
     failed: int = 0
+    reasoning_exhausted: int = 0
     causes: Counter[str] = field(default_factory=Counter)
 
 
@@ -173,6 +200,7 @@ class Scheduler:
         latency = time.perf_counter() - started
         if isinstance(result, str):
             counts.failed += 1
+            counts.reasoning_exhausted += result.startswith(REASONING_EXHAUSTED)
             counts.causes[result[:200]] += 1
             self._store.put(CallRecord.failed(key, item, model.name, request, result, latency))
             self._notify(role)
@@ -196,14 +224,16 @@ class Scheduler:
             self._finished(dialogue)
 
     async def _run_dialogue(self, dialogue: Dialogue) -> None:
-        decoding = self._settings.decoding(self._settings.turn)
+        settings = self._settings
+        decoding = settings.decoding("turn")
         replies: list[str] = []
         for turn in range(len(dialogue.turns)):
             request = ChatRequest(
-                turn_messages(dialogue, replies, self._settings.image_placement),
+                turn_messages(dialogue, replies, settings.image_placement, settings.image_order),
                 decoding.max_tokens,
                 decoding.temperature,
-                self._settings.seed,
+                settings.seed,
+                decoding.reasoning_effort,
                 kind="turn",
             )
             result = await self._call("model", f"{dialogue.id}/turn/{turn + 1}", request)
@@ -226,12 +256,16 @@ class Scheduler:
     async def _question(
         self, dialogue: Dialogue, question: Question, replies: Sequence[str]
     ) -> None:
-        decoding = self._settings.decoding(question_decoding(question))
+        settings = self._settings
+        decoding = settings.decoding(question.kind)
         request = ChatRequest(
-            question_messages(question, dialogue.turns, replies, dialogue.image_id),
+            question_messages(
+                question, dialogue.turns, replies, dialogue.image_id, settings.image_order
+            ),
             decoding.max_tokens,
             decoding.temperature,
-            self._settings.seed,
+            settings.seed,
+            decoding.reasoning_effort,
             kind=question.kind,
             option_count=len(question.options),
         )
@@ -254,6 +288,7 @@ class Scheduler:
             decoding.max_tokens,
             decoding.temperature,
             None,
+            decoding.reasoning_effort,
             kind="judge",
             judged_replies=replies,
             judged_split=dialogue.split,

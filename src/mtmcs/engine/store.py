@@ -45,14 +45,19 @@ def request_key(model: str, item: str, request: ChatRequest) -> str:
     The item id (dialogue or question) is part of the key, so the safe and unsafe dialogue of
     a pair stay independent samples even where their first turns are identical.
     """
-    payload = {
+    payload: dict[str, Any] = {
         "model": model,
         "item": item,
-        "messages": [[m.role, m.text, m.image_id] for m in request.messages],
+        "messages": [
+            [m.role, m.text, m.image_id] + (["after"] if m.image_order == "after" else [])
+            for m in request.messages
+        ],
         "max_tokens": request.max_tokens,
         "temperature": request.temperature,
         "seed": request.seed,
     }
+    if request.reasoning_effort is not None:  # absent otherwise: earlier keys stay valid
+        payload["reasoning_effort"] = request.reasoning_effort
     encoded = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     return hashlib.sha256(encoded).hexdigest()
 

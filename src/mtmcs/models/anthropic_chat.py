@@ -6,24 +6,27 @@ from typing import Any
 
 import anthropic
 
-from mtmcs.models.base import CallFailed, ChatRequest, Completion
+from mtmcs.models.base import REASONING_EXHAUSTED, CallFailed, ChatRequest, Completion
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.transport import RateLimitHook, client_options, sdk_errors
 from mtmcs.protocol.messages import Message
 
+THINKING_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
+"""Extended-thinking budgets for `--reasoning-effort` (1,024 is the API's minimum)."""
+
 
 def anthropic_content(message: Message, images: ImageEncoder) -> str | list[dict[str, Any]]:
-    """A message's content: plain text, or an image block followed by a text block."""
+    """A message's content: plain text, or an image block and a text block, in the
+    message's `image_order`."""
     if message.image_id is None:
         return message.text
-    image = images(message.image_id)
-    return [
-        {
-            "type": "image",
-            "source": {"type": "base64", "media_type": image.media_type, "data": image.data},
-        },
-        {"type": "text", "text": message.text},
-    ]
+    encoded = images(message.image_id)
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": encoded.media_type, "data": encoded.data},
+    }
+    text = {"type": "text", "text": message.text}
+    return [image, text] if message.image_order == "before" else [text, image]
 
 
 class AnthropicChat:
@@ -69,9 +72,18 @@ class AnthropicChat:
         }
         if system:
             arguments["system"] = system
-        if request.temperature is not None:
-            # This SDK release has no `temperature` parameter; the API still takes it.
-            arguments["extra_body"] = {"temperature": request.temperature}
+        extra: dict[str, Any] = {}
+        budget = THINKING_BUDGETS.get(request.reasoning_effort or "none")
+        if budget is not None:
+            # Extended thinking: the visible reply keeps its own budget on top of the
+            # thinking budget, and the API takes no temperature with thinking on.
+            extra["thinking"] = {"type": "enabled", "budget_tokens": budget}
+            arguments["max_tokens"] = request.max_tokens + budget
+        elif request.temperature is not None:
+            extra["temperature"] = request.temperature
+        if extra:
+            # Passed as body fields: not every supported SDK release names them.
+            arguments["extra_body"] = extra
         return arguments
 
     async def complete(self, request: ChatRequest) -> Completion:
@@ -83,6 +95,9 @@ class AnthropicChat:
         except (AttributeError, TypeError) as error:
             raise CallFailed("malformed response: no content blocks") from error
         if not text.strip():
+            thought = any(block.type == "thinking" for block in response.content)
+            if thought and response.stop_reason == "max_tokens":
+                raise CallFailed(f"{REASONING_EXHAUSTED} (raise --max-tokens)")
             raise CallFailed(f"empty completion (stop_reason={response.stop_reason})")
         return Completion(
             text=text,

@@ -16,13 +16,15 @@ class ChatRequest:
 
     `kind` and `option_count` tell reference policies what is asked; `judged_replies`
     carries the assistant replies under judgement for the heuristic judge. Providers that
-    talk to a real model send only `messages` and the decoding settings.
+    talk to a real model send only `messages` and the decoding settings;
+    `reasoning_effort` goes to reasoning models (`max_tokens` then includes the reasoning).
     """
 
     messages: tuple[Message, ...]
     max_tokens: int
     temperature: float | None = None
     seed: int | None = None
+    reasoning_effort: str | None = None
     kind: CallKind = "turn"
     option_count: int = 0
     judged_replies: tuple[str, ...] = ()
@@ -43,6 +45,10 @@ class Completion:
     input_tokens: int | None = None
     output_tokens: int | None = None
     trace: tuple[tuple[str, str], ...] = ()
+
+
+REASONING_EXHAUSTED = "empty completion: hidden reasoning spent the whole token budget"
+"""The cause of a reasoning model's empty reply cut off at its token limit."""
 
 
 class CallFailed(Exception):

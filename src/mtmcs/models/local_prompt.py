@@ -22,18 +22,17 @@ def conversation(messages: Sequence[Message]) -> tuple[list[dict[str, Any]], lis
     """The HF chat "conversation" of some messages, and their image ids in order.
 
     Each message becomes `{"role", "content": [parts]}` with an `{"type": "image"}` part
-    before the text part when it has an image (as `Message` documents); processors'
-    chat templates render that part as the model's own image placeholder. The caller
-    passes the images (see `load_image`) in the order of the returned ids.
+    before or after the text part (the message's `image_order`) when it has an image;
+    processors' chat templates render that part as the model's own image placeholder. The
+    caller passes the images (see `load_image`) in the order of the returned ids.
     """
     turns: list[dict[str, Any]] = []
     image_ids: list[str] = []
     for message in messages:
-        content: list[dict[str, Any]] = []
+        content: list[dict[str, Any]] = [{"type": "text", "text": message.text}]
         if message.image_id is not None:
-            content.append({"type": "image"})
+            content.insert(0 if message.image_order == "before" else 1, {"type": "image"})
             image_ids.append(message.image_id)
-        content.append({"type": "text", "text": message.text})
         turns.append({"role": message.role, "content": content})
     return turns, image_ids
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import openai
 from openai.types.chat import ChatCompletion
 
-from mtmcs.models.base import CallFailed, ChatRequest, Completion
+from mtmcs.models.base import REASONING_EXHAUSTED, CallFailed, ChatRequest, Completion
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.transport import RateLimitHook, client_options, sdk_errors
 from mtmcs.protocol.messages import Message
@@ -22,13 +22,24 @@ _IMAGE_SLOT = "mtmcs-image-slot-" + secrets.token_hex(8)
 
 
 def openai_content(message: Message) -> str | list[dict[str, Any]]:
-    """A message's content: plain text, or an image part (a slot) followed by a text part."""
+    """A message's content: plain text, or an image part (a slot) and a text part, in the
+    message's `image_order`."""
     if message.image_id is None:
         return message.text
-    return [
-        {"type": "image_url", "image_url": {"url": f"{_IMAGE_SLOT}:{message.image_id}"}},
-        {"type": "text", "text": message.text},
-    ]
+    image = {"type": "image_url", "image_url": {"url": f"{_IMAGE_SLOT}:{message.image_id}"}}
+    text = {"type": "text", "text": message.text}
+    return [image, text] if message.image_order == "before" else [text, image]
+
+
+def empty_cause(finish_reason: str | None, reasoning_tokens: int | None, limit: int) -> str:
+    """Why a completion came back empty: hidden reasoning that used up the whole budget
+    (`REASONING_EXHAUSTED`), or plainly empty."""
+    if finish_reason == "length" and reasoning_tokens:
+        return (
+            f"{REASONING_EXHAUSTED} ({reasoning_tokens} reasoning tokens of {limit}; raise "
+            "--max-tokens or lower --reasoning-effort)"
+        )
+    return f"empty completion (finish_reason={finish_reason})"
 
 
 class RequestBody:
@@ -124,6 +135,8 @@ class OpenAIChat:
             arguments["temperature"] = request.temperature
         if request.seed is not None:
             arguments["seed"] = request.seed
+        if request.reasoning_effort is not None:
+            arguments["reasoning_effort"] = request.reasoning_effort
         return arguments
 
     async def complete(self, request: ChatRequest) -> Completion:
@@ -141,9 +154,11 @@ class OpenAIChat:
             finish_reason = choice.finish_reason
         except (AttributeError, IndexError, TypeError) as error:
             raise CallFailed("malformed response: no choices[0].message") from error
-        if not text.strip():
-            raise CallFailed(f"empty completion (finish_reason={finish_reason})")
         usage = getattr(response, "usage", None)
+        if not text.strip():
+            details = getattr(usage, "completion_tokens_details", None)
+            reasoning = getattr(details, "reasoning_tokens", None)
+            raise CallFailed(empty_cause(finish_reason, reasoning, request.max_tokens))
         return Completion(
             text=text,
             finish_reason=finish_reason,

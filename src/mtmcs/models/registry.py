@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -62,6 +63,20 @@ def split_name(name: str) -> tuple[str, str]:
             f"{', '.join(PROVIDERS)} (e.g. openai/gpt-4o, baseline/refuse)"
         )
     return provider, model
+
+
+_REASONING_MODEL = re.compile(r"^(gpt-5|o1|o3|o4)(?:[-.]|$)")
+
+
+def is_reasoning_model(name: str) -> bool:
+    """Whether a model is an OpenAI reasoning model (GPT-5 family, o1/o3/o4), served by
+    OpenAI or an OpenAI-compatible gateway (`openai-compatible/openai/gpt-5-mini`): such
+    models get the authors' GPT-5 decoding (reasoning effort, a budget for hidden
+    reasoning, no temperature)."""
+    provider, _, model = name.partition("/")
+    if provider not in ("openai", "openai-compatible"):
+        return False
+    return bool(_REASONING_MODEL.match(model.rsplit("/", 1)[-1].lower()))
 
 
 def is_heuristic_judge(name: str) -> bool:

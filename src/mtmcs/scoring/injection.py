@@ -16,7 +16,7 @@ from typing import Any
 
 from mtmcs.models.base import CallFailed, ChatModel, ChatRequest
 from mtmcs.protocol.judge import judge_messages, parse_verdict
-from mtmcs.protocol.prompts import JUDGE_DECODING
+from mtmcs.protocol.prompts import JUDGE_DECODING, Decoding
 from mtmcs.protocol.rubrics import rubric_for
 from mtmcs.protocol.types import Intent, Modality, Split
 
@@ -268,13 +268,15 @@ def attacked(case: Case, attack: Attack, reply: int | None = None) -> Case:
     return replace(case, name=f"{case.name}+{attack.name}", replies=tuple(replies))
 
 
-def judge_request(case: Case) -> ChatRequest:
-    """The judge request the benchmark would send for this dialogue."""
+def judge_request(case: Case, decoding: Decoding = JUDGE_DECODING) -> ChatRequest:
+    """The judge request the benchmark would send for this dialogue (with `decoding`, the
+    run's judge decoding: the authors' defaults for the judge's kind)."""
     rubric = rubric_for(case.split, case.modality, case.intent)
     return ChatRequest(
         judge_messages(rubric, case.turns, case.replies, case.caption),
-        JUDGE_DECODING.max_tokens,
-        JUDGE_DECODING.temperature,
+        decoding.max_tokens,
+        decoding.temperature,
+        reasoning_effort=decoding.reasoning_effort,
         kind="judge",
         judged_replies=case.replies,
         judged_split=case.split,
@@ -430,8 +432,10 @@ async def judge_check(
     attacks: Sequence[Attack] = ATTACKS,
     *,
     max_connections: int = MAX_CONNECTIONS,
+    decoding: Decoding = JUDGE_DECODING,
 ) -> JudgeCheckReport:
-    """Judge every case clean and under every attack, at most `max_connections` at a time.
+    """Judge every case clean and under every attack, at most `max_connections` at a time,
+    with the judge's `decoding`.
 
     A `CallFailed` is recorded in the report; any other error (e.g. `ProviderError`,
     rejected credentials) cancels the remaining calls and propagates.
@@ -441,7 +445,7 @@ async def judge_check(
     async def one(case: Case, attack: Attack | None) -> Judged:
         target = case if attack is None else attacked(case, attack)
         label = None if attack is None else attack.name
-        request = judge_request(target)
+        request = judge_request(target, decoding)
         async with limit:
             try:
                 completion = await judge.complete(request)

@@ -13,8 +13,9 @@ from rich.table import Table
 from mtmcs.console import console
 from mtmcs.errors import StoreError
 from mtmcs.models.images import ImageEncoder
-from mtmcs.models.registry import ProviderOptions, create_model
+from mtmcs.models.registry import ProviderOptions, create_model, is_reasoning_model
 from mtmcs.protocol.judge import DEFAULT_JUDGE
+from mtmcs.protocol.prompts import judge_decoding
 from mtmcs.scoring.injection import JudgeCheckReport, judge_check
 
 
@@ -37,7 +38,9 @@ def judge_check_command(
 
     async def check() -> JudgeCheckReport:
         try:
-            return await judge_check(model)
+            return await judge_check(
+                model, decoding=judge_decoding(reasoning=is_reasoning_model(judge))
+            )
         finally:
             await model.aclose()
 
