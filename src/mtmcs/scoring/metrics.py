@@ -1,8 +1,11 @@
 """Metrics per split × modality with n, unparseable counts and 95% confidence intervals.
 
-Accuracy counts unparseable answers as wrong; the paper's figure (unparseable answers
-dropped from the denominator) is reported beside it as `paper_compatible`. Failed calls
-are not items: they are counted in `errors` and excluded from every figure.
+Accuracy counts unparseable answers as wrong. Beside every figure, `paper_compatible` is the
+figure the authors' scripts compute from the same stored replies (their lenient reading,
+unreadable answers dropped from the denominator, see `mtmcs.protocol.authors`) and
+`paper_compatible_n` that denominator: how many of the `n` answers their scripts read. Failed
+calls are not items: they are counted in `errors` and excluded from every figure (the authors
+store a failed call as "", which their scripts drop too).
 """
 
 from __future__ import annotations
@@ -12,6 +15,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from mtmcs.protocol.authors import (
+    authors_accuracy,
+    authors_judge_score,
+    authors_mark,
+    authors_mean,
+)
 from mtmcs.protocol.types import MODALITIES, SPLITS, Modality, Split
 from mtmcs.scoring.outcomes import DialogueOutcome, QuestionOutcome
 
@@ -27,7 +36,12 @@ METRICS = (
 
 @dataclass(frozen=True, slots=True)
 class Stat:
-    """One figure: its value, how many items it covers and how sure we are of it."""
+    """One figure: its value, how many items it covers and how sure we are of it.
+
+    `paper_compatible` is the authors' scripts' figure over the same items, computed from
+    `paper_compatible_n` of them (the rest their parser could not read); both `None` where
+    the authors have no such figure.
+    """
 
     value: float | None
     n: int
@@ -35,6 +49,7 @@ class Stat:
     ci95: tuple[float, float] | None
     errors: int = 0
     paper_compatible: float | None = None
+    paper_compatible_n: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form (`ci95` as a list)."""
@@ -73,14 +88,17 @@ def accuracy(outcomes: Iterable[QuestionOutcome]) -> Stat:
     items = [outcome for outcome in answered if outcome.error is None]
     correct = sum(outcome.correct for outcome in items)
     unparseable = sum(outcome.answer is None for outcome in items)
-    parsed = len(items) - unparseable
+    authors = authors_accuracy(
+        authors_mark(o.question.kind, o.raw, o.question.ground_truth) for o in items
+    )
     return Stat(
         value=correct / len(items) if items else None,
         n=len(items),
         unparseable=unparseable,
         ci95=wilson_interval(correct, len(items)),
         errors=errors,
-        paper_compatible=correct / parsed if parsed else None,
+        paper_compatible=authors.value,
+        paper_compatible_n=authors.n,
     )
 
 
@@ -90,12 +108,15 @@ def judge_mean(outcomes: Iterable[DialogueOutcome]) -> Stat:
     judged = [o for o in finished if o.error is None and o.judge_error is None]
     errors = len(finished) - len(judged)
     scores = [o.verdict.score for o in judged if o.verdict is not None]
+    authors = authors_mean(authors_judge_score(o.judge_raw) for o in judged)
     return Stat(
         value=sum(scores) / len(scores) if scores else None,
         n=len(judged),
         unparseable=len(judged) - len(scores),
         ci95=mean_interval(scores),
         errors=errors,
+        paper_compatible=authors.value,
+        paper_compatible_n=authors.n,
     )
 
 
@@ -172,7 +193,8 @@ def compute_metrics(
 ) -> dict[str, dict[str, dict[str, Stat]]]:
     """Figures per split and cell (modality, or `multimodal@vK` for variant images).
 
-    `overall` pools the MCQs of the base cells of a split; with variant images,
+    `overall` pools the MCQs of the base cells of a split (the authors' scripts pool nothing:
+    its `paper_compatible` pools the answers they read); with variant images,
     `variant_consistency` says how stable the multimodal results are across images.
     """
     by_cell: dict[tuple[str, str], tuple[list[QuestionOutcome], list[DialogueOutcome]]] = {}
