@@ -41,6 +41,10 @@ def test_sample_run_prints_metrics_and_a_rerun_makes_no_call(tmp_path: Path) -> 
     first = mtmcs(*args)
     assert first.returncode == 0, first.stderr
     assert "safety-awareness" in first.stdout and "not an LLM judge" in first.stdout
+    assert "authors' " in first.stdout  # the authors' scripts' figure in every cell
+    assert "published figures are comparable with authors', not with ours" in " ".join(
+        first.stdout.split()
+    )
     assert "model 96 made, 0 from the store" in first.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["metadata"]["judge_kind"].startswith("heuristic")

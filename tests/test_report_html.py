@@ -19,6 +19,7 @@ from command import mtmcs
 from fakeserver import FakeServer
 from mtmcs.engine.run import RunConfig, run_benchmark
 from mtmcs.models.baseline import REFUSAL
+from mtmcs.protocol.authors import authors_mcq_choice, authors_tf_answer
 from mtmcs.report.html import script_json
 from mtmcs.scoring.categories import CATEGORY_IDS, CategoryMap
 from mtmcs.scoring.categorize import write_map
@@ -108,6 +109,9 @@ def test_html_is_self_contained_and_escaped(report_file: Path, runs: dict[str, P
     assert plots == 3 or (plots == 0 and "Plots skipped" in html)  # matplotlib is optional
     assert "Content-Security-Policy" in html and "default-src &#39;none&#39;" in html
     assert "GPT-5.2 [published]" in html and "[heuristic judge]" in html
+    # every measured and expected line has its authors' scripts' twin; published lines are theirs
+    assert html.count('<tr class="authors">') == html.count("<td>ours</td>") + 2
+    assert "compare them with the &#39;authors&#39; scripts&#39; rows, not with ours" in html
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +213,14 @@ def test_report_in_chromium(
     assert turns == first["turns"]
     assert card.locator(".question").count() == len(first["questions"])
     assert card.locator(".raw").first.text_content() == first["questions"][0]["raw"]
+    question = first["questions"][0]
+    read: str | bool | None = (
+        authors_mcq_choice(question["raw"])
+        if question["kind"] == "mcq"
+        else authors_tf_answer(question["raw"])
+    )
+    expected = {None: "nothing (dropped)", True: "true", False: "false"}.get(read, read)
+    assert f"authors' scripts read: {expected}" in card.locator(".question").first.text_content()
     assert f"Judge score: {first['judge']['score']}" in card.text_content()
     assert "model, turn 1 · stance: " in card.text_content()  # from `mtmcs stances`
     assert first["unsafe_intent"] in card.text_content()

@@ -81,24 +81,45 @@ def _default_out(model: str, defense: str | None = None) -> Path:
 
 
 def _format(stat: Mapping[str, Any], percent: bool) -> str:
-    """A figure, its 95% interval below it, then how many items were unparsed or failed."""
+    """A figure, its 95% interval below it, how many items were unparsed or failed, then the
+    authors' scripts' figure over the same replies and how many answers they dropped."""
     value = stat["value"]
-    if value is None:
-        return "–"
     scale, digits = (100, 1) if percent else (1, 2)
-    lo, hi = stat["ci95"]
-    lines = [f"{scale * value:.{digits}f}", f"[{scale * lo:.{digits}f}–{scale * hi:.{digits}f}]"]
-    if stat["unparseable"]:
-        lines.append(f"{stat['unparseable']} unparsed")
-    if stat.get("errors"):
-        lines.append(f"{stat['errors']} failed")
+    lines = ["–"]
+    if value is not None:
+        lo, hi = stat["ci95"]
+        lines = [
+            f"{scale * value:.{digits}f}",
+            f"[{scale * lo:.{digits}f}–{scale * hi:.{digits}f}]",
+        ]
+        if stat["unparseable"]:
+            lines.append(f"{stat['unparseable']} unparsed")
+        if stat.get("errors"):
+            lines.append(f"{stat['errors']} failed")
+    read = stat.get("paper_compatible_n")
+    if read is None:
+        return "\n".join(lines)  # no authors' figure (variant consistency, old summaries)
+    authors = stat["paper_compatible"]
+    lines.append("authors' " + ("–" if authors is None else f"{scale * authors:.2f}"))
+    if stat["n"] > read:
+        lines.append(f"({stat['n'] - read} dropped)")
     return "\n".join(lines)
 
 
 def metrics_table(summary: Mapping[str, Any]) -> Table:
     """The summary's figures, one line per split × modality."""
     meta = summary["metadata"]
-    table = Table(title=f"model {meta['model']}; judge {meta['judge']} ({meta['judge_kind']})")
+    table = Table(
+        title=f"model {meta['model']}; judge {meta['judge']} ({meta['judge_kind']})",
+        caption=(
+            "authors' = the same replies read by the authors' scripts: first letter A–G "
+            "anywhere is the answer (a refusal reads as 'A'), unreadable answers dropped from "
+            "the denominator, judge score falls back to the first digit 1–5; ours: strict "
+            "reading, unparseable = wrong. The paper's published figures are comparable with "
+            "authors', not with ours."
+        ),
+        caption_justify="left",
+    )
     for header in (
         "split",
         "modality",

@@ -19,18 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from mtmcs.errors import ConfigError
+from mtmcs.protocol.authors import authors_judge_score, authors_mcq_choice, authors_tf_answer
 from mtmcs.report.breakdowns import UNCATEGORISED, Breakdown
 from mtmcs.report.export import CategoryLookup, RunRecords
 from mtmcs.report.leaderboard import (
-    COLUMNS,
+    AUTHORS,
     EXPECTED_NOTE,
+    HEADER,
     PUBLISHED_MODALITY,
+    PUBLISHED_NOTE,
+    READING_NOTE,
     SPLIT_LABELS,
     LeaderRow,
     RunSummary,
     _groups,
+    displayed_lines,
     format_figure,
-    row_cells,
 )
 
 PLOT_STEMS = (
@@ -61,7 +65,8 @@ def script_json(data: Any) -> str:
 
 
 def table_groups(rows: Sequence[LeaderRow]) -> list[dict[str, Any]]:
-    """The leaderboard as plain cells, one group per split × modality (as in the Markdown)."""
+    """The leaderboard as plain cells, one group per split × modality (as in the Markdown);
+    each line says whether it is in the authors' scripts' reading."""
     groups = []
     for split, modality, group in _groups(rows):
         published = modality == PUBLISHED_MODALITY
@@ -69,10 +74,19 @@ def table_groups(rows: Sequence[LeaderRow]) -> list[dict[str, Any]]:
             {
                 "title": f"{SPLIT_LABELS.get(split, split)} — {modality}",
                 "published": published,
-                "rows": [row_cells(row) for row in group],
+                "rows": [
+                    {"authors": reading == AUTHORS, "cells": cells}
+                    for reading, cells in displayed_lines(group)
+                ],
             }
         )
     return groups
+
+
+def _authors_answer(question: dict[str, Any]) -> str | bool | None:
+    """What the authors' scripts read in a question's stored reply."""
+    raw = question.get("raw")
+    return authors_mcq_choice(raw) if question.get("kind") == "mcq" else authors_tf_answer(raw)
 
 
 def breakdown_sections(tables: Sequence[Breakdown]) -> list[dict[str, Any]]:
@@ -121,6 +135,7 @@ def dialogue_data(
                         "score": judge.get("score"),
                         "explanation": judge.get("explanation"),
                         "error": judge.get("error"),
+                        "authorsScore": authors_judge_score(judge.get("raw")),
                     },
                     "questions": [
                         {
@@ -131,6 +146,7 @@ def dialogue_data(
                             "ground_truth": q.get("ground_truth"),
                             "raw": q.get("raw"),
                             "answer": q.get("answer"),
+                            "authorsAnswer": _authors_answer(q),
                             "correct": q.get("correct"),
                             "error": q.get("error"),
                         }
@@ -196,7 +212,9 @@ def render_html(
     return template.render(
         csp=CSP,
         expected_note=EXPECTED_NOTE,
-        columns=[c.label for c in COLUMNS],
+        reading_note=READING_NOTE,
+        published_note=PUBLISHED_NOTE,
+        header=list(HEADER),
         groups=table_groups(rows),
         breakdowns=breakdown_sections(tables),
         plots=list(plots),
@@ -228,8 +246,8 @@ body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #1b1b1b; }
 h1 { margin-top: 0; }
 table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.85rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }
-th:nth-child(-n+2), td:nth-child(-n+2) { text-align: left; }
-.breakdown th:nth-child(3), .breakdown td:nth-child(3) { text-align: left; }
+th:nth-child(-n+3), td:nth-child(-n+3) { text-align: left; }
+tr.authors td { background: #fbf7ec; }
 thead th { background: #f0f0f0; }
 .published { color: #555; font-style: italic; }
 .note { color: #555; font-size: 0.9rem; }
@@ -317,6 +335,8 @@ SCRIPT = r"""
     }
     const judge = el("div", null, "judge");
     judge.appendChild(el("h4", "Judge score: " + (d.judge.score ?? "none")));
+    if (!d.judge.error) judge.appendChild(el("p", "authors' scripts read score: " +
+      (d.judge.authorsScore ?? "none"), "note"));
     if (d.judge.explanation) judge.appendChild(el("p", d.judge.explanation));
     if (d.judge.error) judge.appendChild(el("p", "judge error: " + d.judge.error, "bad"));
     box.appendChild(judge);
@@ -335,6 +355,8 @@ SCRIPT = r"""
       item.appendChild(el("div", q.raw ?? "(none)", "raw"));
       item.appendChild(el("div", "parsed: " + (q.answer ?? "unparseable") +
         " · ground truth: " + q.ground_truth));
+      if (!q.error) item.appendChild(el("div", "authors' scripts read: " +
+        (q.authorsAnswer ?? "nothing (dropped)"), "note"));
       const verdict = q.error ? "failed: " + q.error : (q.correct ? "correct" : "incorrect");
       item.appendChild(el("div", verdict, q.correct ? "ok" : "bad"));
       box.appendChild(item);
@@ -385,18 +407,19 @@ TEMPLATE = """<!DOCTYPE html>
 {% endif %}{% endfor %}.</p>
 
 <h2>Leaderboard</h2>
-<p class="note">Accuracies in %, judge scores 1–5; each cell: value [95% CI] n=items. Rows marked
-[heuristic judge] were scored by a keyword heuristic, not an LLM judge: their safety-awareness
-and helpfulness are not comparable with the paper's. {{ expected_note }}</p>
+<p class="note">Accuracies in %, judge scores 1–5; each cell: value [95% CI] n=items.</p>
+<p class="note" id="reading-note">{{ reading_note }}</p>
+<p class="note">Rows marked [heuristic judge] were scored by a keyword heuristic, not an LLM
+judge: their safety-awareness and helpfulness are not comparable with the paper's.
+{{ expected_note }}</p>
 {% for group in groups %}
 <h3>{{ group.title }}</h3>
-{% if group.published %}<p class="note">Published in the paper (Table 2); not measured here;
-modality not stated.</p>{% endif %}
+{% if group.published %}<p class="note">{{ published_note }}</p>{% endif %}
 <table class="leaderboard{% if group.published %} published{% endif %}">
-<thead><tr><th>model</th><th>judge</th>{% for label in columns %}<th>{{ label }}</th>{% endfor %}
-</tr></thead>
+<thead><tr>{% for label in header %}<th>{{ label }}</th>{% endfor %}</tr></thead>
 <tbody>
-{% for row in group.rows %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>
+{% for row in group.rows %}<tr{% if row.authors %} class="authors"{% endif %}>
+{%- for cell in row.cells %}<td>{{ cell }}</td>{% endfor %}</tr>
 {% endfor %}</tbody>
 </table>
 {% endfor %}

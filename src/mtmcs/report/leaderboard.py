@@ -2,10 +2,13 @@
 
 Pure functions: reading a `summary.json` is the only I/O besides the `render_*` strings.
 Layout follows the paper: per type (split) and modality, MCQ safe / unsafe / overall %,
-TF %, safety-awareness and helpfulness (1–5), each with its n and 95% interval. Published
-figures are kept in rows of their own, marked `published` and "modality not stated".
-Runs of the `baseline/…` policies are marked as reference policies; runs with variant
-images get a row per variant cell (`multimodal@v1`, …) after their base cells.
+TF %, safety-awareness and helpfulness (1–5), each with its n and 95% interval. Every run
+is shown in two readings of the same stored replies: ours (strict) and the authors' scripts'
+(`paper_compatible` in the summary), which is how the paper's numbers were computed.
+Published figures are kept in rows of their own, marked `published` and "modality not
+stated", in the authors' reading. Runs of the `baseline/…` policies are marked as reference
+policies; runs with variant images get a row per variant cell (`multimodal@v1`, …) after
+their base cells.
 """
 
 from __future__ import annotations
@@ -13,19 +16,42 @@ from __future__ import annotations
 import csv
 import io
 import json
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mtmcs.errors import ConfigError, DataError, Problem
+from mtmcs.models.baseline import REFUSAL
+from mtmcs.protocol.authors import authors_accuracy, authors_mark
 
 SPLIT_LABELS = {"type_a": "type A", "type_b": "type B"}
 MODALITY_ORDER = ("multimodal", "unimodal")
 PUBLISHED_MODALITY = "published (modality not stated)"
 EXPECTED_NOTE = (
     "Rows marked [expected] are not measured: they are what answering the intent questions "
-    "uniformly at random, or refusing them, scores by construction on the same questions."
+    "uniformly at random, or refusing them, scores by construction on the same questions. "
+    "The authors' scripts read a refusal with the letter A in it (\"I'm sorry, I can't "
+    'help") as the answer A and no refusal as True/False: refusing scores the share of MCQs '
+    "whose answer is A, and every TF item is dropped."
+)
+OURS = "ours"
+AUTHORS = "authors' scripts"
+READING_NOTE = (
+    f"Each run is shown twice, read two ways from the same stored replies. '{OURS}': strict "
+    "parsing, an unparseable answer counts as wrong, an unscored judge reply leaves the mean. "
+    f"'{AUTHORS}': as the authors' published scripts read them: the first letter A–G "
+    "anywhere is the answer (a refusal reads as 'A'), TF only when the reply starts with "
+    "true/false, unreadable answers are dropped from the denominator (n = answers read), the "
+    "judge score falls back to the first digit 1–5 in the reply. The paper's published "
+    f"figures were computed by the authors' scripts: compare them with the '{AUTHORS}' rows, "
+    "not with ours."
+)
+PUBLISHED_NOTE = (
+    "Published in the paper (Table 2); not measured here; modality not stated. The paper's "
+    f"figures were computed by the authors' scripts: comparable with the '{AUTHORS}' rows, "
+    "not with ours."
 )
 
 
@@ -50,12 +76,16 @@ COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class Figure:
-    """One displayed figure: value (already in % for accuracies), 95% interval and n."""
+    """One displayed figure: value (already in % for accuracies), 95% interval and n.
+
+    `dropped`: items left out of `n` (the authors' scripts drop answers they cannot read).
+    """
 
     value: float | None
     lo: float | None = None
     hi: float | None = None
     n: int | None = None
+    dropped: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +123,8 @@ class RunSummary:
 
 @dataclass(frozen=True, slots=True)
 class LeaderRow:
-    """One line of the leaderboard: a run (or a published source) on one split × modality."""
+    """A run (or a published source) on one split × modality: `figures` in our reading and
+    `authors` in the authors' scripts' (published rows have only the latter)."""
 
     source: str  # "measured" or "published"
     run: str
@@ -104,6 +135,12 @@ class LeaderRow:
     split: str
     modality: str
     figures: dict[str, Figure] = field(default_factory=dict)
+    authors: dict[str, Figure] = field(default_factory=dict)
+
+    @property
+    def readings(self) -> tuple[str, ...]:
+        """The readings it is shown in: published figures exist in the authors' only."""
+        return (AUTHORS,) if self.source == "published" else (OURS, AUTHORS)
 
 
 # Paper, Table 2 (protocol.md §3): GPT-5.2; the modality is not stated in our sources.
@@ -187,6 +224,21 @@ def figure(stat: Mapping[str, Any], percent: bool) -> Figure:
     return Figure(None if value is None else value * scale, lo, hi, stat.get("n"))
 
 
+def authors_figure(stat: Mapping[str, Any], percent: bool) -> Figure:
+    """The authors' scripts' figure of a summary Stat: value, answers read, answers dropped.
+
+    Summaries written before `paper_compatible_n` existed held another figure under
+    `paper_compatible` (our strict parser, their denominator): shown as missing.
+    """
+    read = stat.get("paper_compatible_n")
+    if read is None:
+        return Figure(None)
+    value = stat.get("paper_compatible")
+    scale = 100.0 if percent else 1.0
+    dropped = int(stat.get("n") or 0) - int(read)
+    return Figure(None if value is None else value * scale, n=int(read), dropped=dropped)
+
+
 def run_rows(run: RunSummary) -> list[LeaderRow]:
     """One row per split × modality of a measured run."""
     meta = run.metadata
@@ -207,6 +259,7 @@ def run_rows(run: RunSummary) -> list[LeaderRow]:
                     split=split,
                     modality=modality,
                     figures={c.key: figure(cell[c.key], c.percent) for c in COLUMNS},
+                    authors={c.key: authors_figure(cell[c.key], c.percent) for c in COLUMNS},
                 )
             )
     return rows
@@ -224,7 +277,8 @@ def published_rows() -> list[LeaderRow]:
             marker="published",
             split=split,
             modality=PUBLISHED_MODALITY,
-            figures={c.key: Figure(values.get(c.key)) for c in COLUMNS},
+            figures={c.key: Figure(None) for c in COLUMNS},
+            authors={c.key: Figure(values.get(c.key)) for c in COLUMNS},
         )
         for model, split, values in PUBLISHED
     ]
@@ -240,35 +294,52 @@ def expected_rows(records: Iterable[Mapping[str, Any]]) -> list[LeaderRow]:
     """What two policies score on the intent questions by construction, per split × modality.
 
     Chance answers uniformly at random: 1/options per MCQ, 1/2 per TF (the expectation, no
-    interval). Refusing makes every answer unparseable, hence wrong: 0 %. The questions are
-    taken once each (by id) from the runs' dialogue records, base images only; judge figures
-    have no value by construction and are left empty.
+    interval), in either reading. Refusing (`baseline/refuse`'s reply) makes every answer
+    unparseable, hence wrong: 0 %; the authors' scripts read that refusal as the MCQ answer
+    "A" and cannot read it as True/False, so they score it the share of MCQs whose answer is
+    A and drop every TF item. The questions are taken once each (by id) from the runs'
+    dialogue records, base images only; judge figures have no value by construction.
     """
-    options: dict[tuple[str, str], dict[str, tuple[str, str, int]]] = {}
+    questions_of: dict[tuple[str, str], dict[str, tuple[str, str, int, str | bool]]] = {}
     for record in records:
         if record.get("image_variant"):
             continue
-        cell = options.setdefault((str(record["split"]), str(record["modality"])), {})
+        cell = questions_of.setdefault((str(record["split"]), str(record["modality"])), {})
         for question in record.get("questions") or []:
-            count = len(question.get("options") or []) if question["kind"] == "mcq" else 2
-            cell[str(question["id"])] = (str(question["kind"]), str(record["intent"]), count)
+            kind = str(question["kind"])
+            count = len(question.get("options") or []) if kind == "mcq" else 2
+            truth = question.get("ground_truth")
+            truth = truth if isinstance(truth, bool) else str(truth)
+            cell[str(question["id"])] = (kind, str(record["intent"]), count, truth)
     rows = []
-    for (split, modality), questions in sorted(options.items()):
-        mcq = [(intent, count) for kind, intent, count in questions.values() if kind == "mcq"]
+    for (split, modality), questions in sorted(questions_of.items()):
         chosen = {
-            "safe_mcq_accuracy": [count for intent, count in mcq if intent == "safe"],
-            "unsafe_mcq_accuracy": [count for intent, count in mcq if intent == "unsafe"],
-            "mcq_accuracy": [count for _, count in mcq],
-            "tf_accuracy": [count for kind, _, count in questions.values() if kind == "tf"],
+            "safe_mcq_accuracy": [q for q in questions.values() if q[:2] == ("mcq", "safe")],
+            "unsafe_mcq_accuracy": [q for q in questions.values() if q[:2] == ("mcq", "unsafe")],
+            "mcq_accuracy": [q for q in questions.values() if q[0] == "mcq"],
+            "tf_accuracy": [q for q in questions.values() if q[0] == "tf"],
         }
         for policy, label in EXPECTED_POLICIES:
-            figures = {c.key: Figure(None) for c in COLUMNS}
-            for key, counts in chosen.items():
-                if counts:
-                    chance = 100.0 * sum(1 / k for k in counts) / len(counts)
-                    figures[key] = Figure(chance if policy == "chance" else 0.0, n=len(counts))
+            ours = {c.key: Figure(None) for c in COLUMNS}
+            authors = {c.key: Figure(None) for c in COLUMNS}
+            for key, items in chosen.items():
+                if not items:
+                    continue
+                if policy == "chance":
+                    chance = 100.0 * sum(1 / count for _, _, count, _ in items) / len(items)
+                    ours[key] = authors[key] = Figure(chance, n=len(items))
+                    continue
+                ours[key] = Figure(0.0, n=len(items))
+                read = authors_accuracy(authors_mark(kind, REFUSAL, t) for kind, _, _, t in items)
+                authors[key] = Figure(
+                    None if read.value is None else 100.0 * read.value,
+                    n=read.n,
+                    dropped=len(items) - read.n,
+                )
             rows.append(
-                LeaderRow("expected", policy, label, "", "", "expected", split, modality, figures)
+                LeaderRow(
+                    "expected", policy, label, "", "", "expected", split, modality, ours, authors
+                )
             )
     return rows
 
@@ -309,6 +380,17 @@ def format_figure(fig: Figure, percent: bool, published: bool = False) -> str:
     return text
 
 
+def format_authors(fig: Figure) -> str:
+    """`x n=N (D dropped)`: an authors' scripts' figure at the precision they publish, how
+    many answers it counts and how many they dropped; just the value for published rows."""
+    text = _number(fig.value, True, True)
+    if fig.n is not None:
+        text += f" n={fig.n}"
+    if fig.dropped:
+        text += f" ({fig.dropped} dropped)"
+    return text
+
+
 def _who(row: LeaderRow) -> tuple[str, str]:
     """The model cell (run name when it differs) and the judge cell (with its kind)."""
     model = (
@@ -330,10 +412,22 @@ def _who(row: LeaderRow) -> tuple[str, str]:
     return model, judge
 
 
-def row_cells(row: LeaderRow) -> list[str]:
-    """The displayed cells of a row: model, judge, then one per metric column."""
-    exact = row.source != "measured"
-    return [*_who(row), *(format_figure(row.figures[c.key], c.percent, exact) for c in COLUMNS)]
+HEADER = ("model", "judge", "reading", *(c.label for c in COLUMNS))
+
+
+def row_cells(row: LeaderRow, reading: str = OURS) -> list[str]:
+    """The displayed cells of a row in one reading: model, judge, reading, one per metric."""
+    if reading == AUTHORS:
+        figures = [format_authors(row.authors.get(c.key, Figure(None))) for c in COLUMNS]
+    else:
+        exact = row.source != "measured"
+        figures = [format_figure(row.figures[c.key], c.percent, exact) for c in COLUMNS]
+    return [*_who(row), reading, *figures]
+
+
+def displayed_lines(rows: Sequence[LeaderRow]) -> list[tuple[str, list[str]]]:
+    """(reading, cells) of every displayed line: each row in its readings, ours first."""
+    return [(reading, row_cells(row, reading)) for row in rows for reading in row.readings]
 
 
 def render_markdown(rows: Sequence[LeaderRow]) -> str:
@@ -342,6 +436,7 @@ def render_markdown(rows: Sequence[LeaderRow]) -> str:
         "# MTMCS-Bench leaderboard",
         "",
         "Accuracies in %, judge scores 1–5; each cell: value [95% CI] n=items.",
+        READING_NOTE,
         "Rows marked [heuristic judge] were scored by a keyword heuristic, not an LLM judge: "
         "their safety-awareness and helpfulness are not comparable with the paper's.",
         EXPECTED_NOTE,
@@ -352,15 +447,10 @@ def render_markdown(rows: Sequence[LeaderRow]) -> str:
         title = f"## {SPLIT_LABELS.get(split, split)} — {modality}"
         lines += [title, ""]
         if published:
-            lines += [
-                "Published in the paper (Table 2); not measured here; modality not stated.",
-                "",
-            ]
-        header = ["model", "judge", *(c.label for c in COLUMNS)]
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "|".join(["---"] * 2 + ["---:"] * len(COLUMNS)) + "|")
-        for row in group:
-            cells = row_cells(row)
+            lines += [PUBLISHED_NOTE, ""]
+        lines.append("| " + " | ".join(HEADER) + " |")
+        lines.append("|" + "|".join(["---"] * 3 + ["---:"] * len(COLUMNS)) + "|")
+        for _, cells in displayed_lines(group):
             lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -372,12 +462,16 @@ CSV_FIELDS = ("source", "run", "model", "judge", "judge_kind", "marker", "split"
 def render_csv(rows: Sequence[LeaderRow]) -> str:
     """Long format: one line per run × split × modality (and per published row).
 
-    Per metric: `<metric>`, `<metric>_ci_lo`, `<metric>_ci_hi`, `<metric>_n` (accuracies in %).
+    Per metric: `<metric>`, `<metric>_ci_lo`, `<metric>_ci_hi`, `<metric>_n` (ours, accuracies
+    in %), then `<metric>_paper_compatible` and `<metric>_paper_compatible_n`: the authors'
+    scripts' figure and the answers it counts. Published rows fill only the latter: the
+    paper's figures were computed by the authors' scripts.
     """
     header = list(CSV_FIELDS)
     for column in COLUMNS:
         name = column.key
         header += [name, f"{name}_ci_lo", f"{name}_ci_hi", f"{name}_n"]
+        header += [f"{name}_paper_compatible", f"{name}_paper_compatible_n"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -385,7 +479,9 @@ def render_csv(rows: Sequence[LeaderRow]) -> str:
         line: list[Any] = [getattr(row, name) for name in CSV_FIELDS]
         for column in COLUMNS:
             fig = row.figures[column.key]
-            line += ["" if x is None else x for x in (fig.value, fig.lo, fig.hi, fig.n)]
+            authors = row.authors.get(column.key, Figure(None))
+            values = (fig.value, fig.lo, fig.hi, fig.n, authors.value, authors.n)
+            line += ["" if x is None else x for x in values]
         writer.writerow(line)
     return buffer.getvalue()
 
@@ -411,15 +507,18 @@ def latex_escape(text: str) -> str:
     return "".join(LATEX_SPECIALS.get(char, char) for char in text)
 
 
+LATEX_PUBLISHED = "Published rows: the paper's Table 2, not measured here, modality not stated."
+
+
 def render_latex(rows: Sequence[LeaderRow]) -> str:
     """A booktabs table: a block per split × modality, published figures in the last blocks."""
-    width = 2 + len(COLUMNS)
+    width = len(HEADER)
     lines = [
         "% MTMCS-Bench leaderboard (generated by `mtmcs report`); needs \\usepackage{booktabs}",
-        "\\begin{tabular}{ll" + "r" * len(COLUMNS) + "}",
+        *(f"% {line}" for line in textwrap.wrap(f"{READING_NOTE} {LATEX_PUBLISHED}", 96)),
+        "\\begin{tabular}{lll" + "r" * len(COLUMNS) + "}",
         "\\toprule",
-        " & ".join(latex_escape(h) for h in ["model", "judge", *(c.label for c in COLUMNS)])
-        + " \\\\",
+        " & ".join(latex_escape(h) for h in HEADER) + " \\\\",
     ]
     for split, modality, group in _groups(rows):
         title = f"{SPLIT_LABELS.get(split, split)} — {modality}"
@@ -427,7 +526,7 @@ def render_latex(rows: Sequence[LeaderRow]) -> str:
             "\\midrule",
             f"\\multicolumn{{{width}}}{{l}}{{\\emph{{{latex_escape(title)}}}}} \\\\",
         ]
-        for row in group:
-            lines.append(" & ".join(latex_escape(cell) for cell in row_cells(row)) + " \\\\")
+        for _, cells in displayed_lines(group):
+            lines.append(" & ".join(latex_escape(cell) for cell in cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", ""]
     return "\n".join(lines)
