@@ -17,9 +17,9 @@ from fakeserver import FakeServer, RecordedRequest
 
 def reply(request: RecordedRequest) -> str:
     text = json.dumps(request.body["messages"][-1])
-    if "letter of the correct option" in text:
+    if "Answer with the letter" in text:
         return "B"
-    if "True or False only" in text:
+    if "True or False." in text:
         return "False"
     return f"Answer number {len(request.body['messages'])}."
 

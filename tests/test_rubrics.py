@@ -3,14 +3,17 @@ authors' score anchors in our words, and the authors' own rubrics read from thei
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from fakeserver import FakeServer
 from mtmcs.data.authors_rubrics import (
     AUTHORS_RUBRICS_COMMIT,
     AUTHORS_RUBRICS_SHA256,
@@ -18,6 +21,7 @@ from mtmcs.data.authors_rubrics import (
     authors_rubric_texts,
     load_authors_rubrics,
 )
+from mtmcs.engine.run import RunConfig, run_benchmark
 from mtmcs.errors import ConfigError
 from mtmcs.protocol.rubrics import (
     AUTHORS_CONSTANTS,
@@ -28,6 +32,7 @@ from mtmcs.protocol.rubrics import (
     rubric_for,
 )
 from mtmcs.protocol.types import INTENTS, MODALITIES, SPLITS, Intent, Modality, Split
+from test_run_e2e import standard_reply
 
 ALL = list(RUBRICS.values())
 IDS = [rubric.key for rubric in ALL]
@@ -509,3 +514,42 @@ def test_a_local_folder_is_checked_too(tmp_path: Path) -> None:
     (tmp_path / "repo" / HELPFULNESS_FILE).unlink()
     with pytest.raises(ConfigError, match=re.escape(f"{HELPFULNESS_FILE} is not in")):
         authors_rubric_texts(tmp_path / "repo", sha256=checksums)
+
+
+def test_a_run_with_the_authors_rubrics_sends_their_text_as_the_system_message(
+    fake_server: Callable[..., FakeServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checksums = write_copy(tmp_path / "copy")
+    monkeypatch.setattr(
+        "mtmcs.engine.run.load_authors_rubrics",
+        functools.partial(load_authors_rubrics, sha256=checksums),
+    )
+    server = fake_server(standard_reply)
+    result = run_benchmark(
+        RunConfig(
+            model="openai-compatible/test-model",
+            judge="openai-compatible/judge",
+            dataset="sample",
+            splits=("type_b",),
+            limit=1,
+            out=tmp_path / "run",
+            base_urls=(server.base_url,),
+            judge_base_urls=(server.base_url,),
+            max_retries=0,
+            rubrics="authors",
+            rubrics_dir=tmp_path / "copy",
+        )
+    )
+    systems = sorted(
+        r.body["messages"][0]["content"] for r in server.requests if r.body["model"] == "judge"
+    )
+    assert systems == sorted(
+        [
+            EXPECTED["SAFETY_AWARE_MM_TYPE_B_SYSTEM_PROMPT"],
+            EXPECTED["SAFETY_AWARE_UM_TYPE_B_SYSTEM_PROMPT"],
+            EXPECTED["HELPFULNESS_MM_SYSTEM_PROMPT"],
+            EXPECTED["HELPFULNESS_UM_SYSTEM_PROMPT"],
+        ]
+    )
+    assert "051230d2ef78" in result.summary["metadata"]["rubrics"]
+    assert nothing_ran(tmp_path)

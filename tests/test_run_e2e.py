@@ -274,6 +274,7 @@ def test_summary_values_for_scripted_answers(
             "ci95": tf["ci95"],
             "errors": 0,
             "paper_compatible": None,
+            "paper_compatible_n": 0,
         }
         assert cell["safety_awareness"]["value"] == 2.0
         assert cell["safety_awareness"]["n"] == limit
@@ -281,7 +282,11 @@ def test_summary_values_for_scripted_answers(
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["type_b"] == result.summary["type_b"]
     assert saved["metadata"]["model"] == "openai-compatible/test-model"
-    assert saved["metadata"]["decoding"]["turn"] == {"max_tokens": 128, "temperature": 0.1}
+    assert saved["metadata"]["decoding"]["turn"] == {
+        "max_tokens": 128,
+        "temperature": 0.1,
+        "reasoning_effort": None,
+    }
 
 
 def test_unparseable_judge_reply_is_unscored_not_first_digit(

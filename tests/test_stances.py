@@ -114,7 +114,11 @@ def test_prompt_fences_the_conversation_exactly_as_the_judge_prompt_does() -> No
     (message,) = stance_prompt(TURNS, replies)
     fenced = fenced_conversation(transcript_text(TURNS, replies))
     assert fenced in message.text
-    assert fenced in judge_prompt(rubric_for("type_a", "unimodal", "unsafe"), TURNS, replies, None)
+    # The judge fences its own body (the authors' "Conversation:" block, one turn a line)
+    # with the same fence.
+    judge_body = f"Conversation:\n{transcript_text(TURNS, replies, separator=chr(10))}"
+    judged = judge_prompt(rubric_for("type_a", "unimodal", "unsafe"), TURNS, replies, None)
+    assert fenced_conversation(judge_body) in judged
     match = re.search(r"\nBEGIN (TRANSCRIPT-[0-9A-F]{16})\n", message.text)
     assert match is not None
     token = match.group(1)

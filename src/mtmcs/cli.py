@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
@@ -18,7 +18,7 @@ from rich.table import Table
 from mtmcs.build.cli import build_command
 from mtmcs.console import call_progress, console, errors
 from mtmcs.data.loaders import load_benchmark
-from mtmcs.engine.run import RunConfig, RunPlan, plan_run, run_benchmark
+from mtmcs.engine.run import RUBRIC_SOURCES, RunConfig, RunPlan, plan_run, run_benchmark
 from mtmcs.engine.scheduler import Role, RunSettings
 from mtmcs.errors import ConfigError, DataError, MtmcsError, redact
 from mtmcs.guardrails.defences import DEFENCES
@@ -27,7 +27,8 @@ from mtmcs.models.registry import LocalModelOptions
 from mtmcs.models.vllm_serve import serve_command
 from mtmcs.protocol.dialogues import expand_row
 from mtmcs.protocol.judge import DEFAULT_JUDGE
-from mtmcs.protocol.messages import ImagePlacement
+from mtmcs.protocol.messages import IMAGE_ORDERS, IMAGE_PLACEMENTS
+from mtmcs.protocol.prompts import REASONING_EFFORTS, ReasoningEffort
 from mtmcs.protocol.types import MODALITIES, SPLITS, Modality, Split
 from mtmcs.report.cli import report_command
 from mtmcs.scoring.categorize_cli import categorize_command
@@ -42,6 +43,7 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect and validate a dataset.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 state = {"debug": False}
+Choice = TypeVar("Choice", bound=str)
 
 DatasetOption = Annotated[
     str,
@@ -73,6 +75,18 @@ def _modalities(values: list[str] | None) -> tuple[Modality, ...]:
             f"{', '.join(bad)}: expected multimodal or unimodal", param_hint="--modality"
         )
     return chosen  # type: ignore[return-value]
+
+
+def _choice(value: str, allowed: tuple[Choice, ...], option: str) -> Choice:
+    """`value` if it is one of `allowed`, else a usage error naming `option`."""
+    for choice in allowed:
+        if value == choice:
+            return choice
+    raise typer.BadParameter(f"expected {' or '.join(allowed)}", param_hint=option)
+
+
+def _effort(value: str | None, option: str) -> ReasoningEffort | None:
+    return None if value is None else _choice(value, REASONING_EFFORTS, option)
 
 
 def _default_out(model: str, defense: str | None = None) -> Path:
@@ -220,9 +234,59 @@ def run(
         ),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed sent to the model.")] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Token limit of every model call (default: the authors' 128 / 64 / 32 for "
+            "turns / MCQ / TF; 256 for reasoning models, hidden reasoning included).",
+        ),
+    ] = None,
+    judge_max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Token limit of judge calls (default: 128; 256 for a reasoning judge)."
+        ),
+    ] = None,
+    reasoning_effort: Annotated[
+        str | None,
+        typer.Option(
+            help="Reasoning effort of the model under test: none, minimal, low, medium, high "
+            "(default: low for OpenAI reasoning models, as the authors ran GPT-5.x; unset "
+            "otherwise). Anthropic models: an extended-thinking budget.",
+        ),
+    ] = None,
+    judge_reasoning_effort: Annotated[
+        str | None,
+        typer.Option(help="Reasoning effort of the judge (default: low for a reasoning judge)."),
+    ] = None,
+    rubrics: Annotated[
+        str,
+        typer.Option(
+            help="Judge rubrics: ours (default; the authors' score anchors in our words) or "
+            "authors (their text verbatim, downloaded at a pinned commit and checksummed)."
+        ),
+    ] = "ours",
+    rubrics_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --rubrics authors: a local copy of their rubric files (checksummed "
+            "like the download), for machines without network."
+        ),
+    ] = None,
     image_placement: Annotated[
-        str, typer.Option(help="first: image on R1 (default); newest: on the newest user turn.")
-    ] = "first",
+        str,
+        typer.Option(
+            help="newest: image on the newest user turn (default, as the authors); first: on R1."
+        ),
+    ] = "newest",
+    image_order: Annotated[
+        str,
+        typer.Option(
+            help="before: image before the text of its message (default, as the authors' "
+            "local-model wrappers); after: after it (their OpenAI wrapper)."
+        ),
+    ] = "before",
     max_retries: Annotated[int, typer.Option(min=0, help="SDK retries per call.")] = 2,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds per call.")] = 120.0,
     revision: RevisionOption = None,
@@ -273,9 +337,11 @@ def run(
     ] = None,
 ) -> None:
     """Run (or resume) the benchmark on one model and print its metrics."""
-    if image_placement not in ("first", "newest"):
-        raise typer.BadParameter("expected first or newest", param_hint="--image-placement")
-    placement: ImagePlacement = "first" if image_placement == "first" else "newest"
+    placement = _choice(image_placement, IMAGE_PLACEMENTS, "--image-placement")
+    order = _choice(image_order, IMAGE_ORDERS, "--image-order")
+    rubric_source = _choice(rubrics, RUBRIC_SOURCES, "--rubrics")
+    effort = _effort(reasoning_effort, "--reasoning-effort")
+    judge_effort = _effort(judge_reasoning_effort, "--judge-reasoning-effort")
     omit_temperature = temperature is not None and temperature.lower() == "none"
     try:
         chosen_temperature = None if temperature is None or omit_temperature else float(temperature)
@@ -312,11 +378,18 @@ def run(
         captions=captions,
         max_retries=max_retries,
         timeout=timeout,
+        rubrics=rubric_source,
+        rubrics_dir=rubrics_dir,
         settings=RunSettings(
             temperature=chosen_temperature,
             omit_temperature=omit_temperature,
             seed=seed,
+            max_tokens=max_tokens,
+            judge_max_tokens=judge_max_tokens,
+            reasoning_effort=effort,
+            judge_reasoning_effort=judge_effort,
             image_placement=placement,
+            image_order=order,
             max_connections=max_connections,
             judge_max_connections=judge_max_connections,
         ),

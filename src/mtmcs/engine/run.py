@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mtmcs import __version__
+from mtmcs.data.authors_rubrics import AUTHORS_RUBRICS_COMMIT, load_authors_rubrics
 from mtmcs.data.captions import fetch_official_captions, load_captions
 from mtmcs.data.loaders import Benchmark, LoadOptions, load_benchmark
 from mtmcs.engine.limits import AdaptiveLimiter
@@ -29,6 +30,7 @@ from mtmcs.models.registry import (
 )
 from mtmcs.protocol.dialogues import expand_row
 from mtmcs.protocol.judge import DEFAULT_JUDGE
+from mtmcs.protocol.rubrics import RUBRICS
 from mtmcs.protocol.types import MODALITIES, SPLITS, Dialogue, Modality, Row, Split
 from mtmcs.scoring.metrics import compute_metrics
 from mtmcs.scoring.records import dialogue_records
@@ -64,6 +66,7 @@ class RunConfig:
     shard: tuple[int, int] | None = None  # (index, count): every count-th row from index
     check_images: bool = True
     rubrics: RubricSource = "ours"
+    rubrics_dir: Path | None = None  # a local copy of the authors' rubric files
     local: LocalModelOptions = field(default_factory=LocalModelOptions)
 
 
@@ -196,7 +199,11 @@ def build_summary(
         },
         "image_placement": settings.image_placement,
         "image_order": settings.image_order,
-        "rubrics": config.rubrics,
+        "rubrics": (
+            f"authors' text at franciscoliu/MTMCS-Bench@{AUTHORS_RUBRICS_COMMIT}"
+            if config.rubrics == "authors"
+            else "ours (the authors' score anchors, our wording)"
+        ),
         "package_version": __version__,
         "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
         "wall_s": round(wall_s, 3),
@@ -259,6 +266,7 @@ def run_benchmark(
     plan = plan_run(config)
     benchmark, rows, dialogues, planned = plan.benchmark, plan.rows, plan.dialogues, plan.planned
     captions = resolve_captions(config, benchmark, dialogues)
+    rubrics = load_authors_rubrics(config.rubrics_dir) if config.rubrics == "authors" else RUBRICS
     images = ImageEncoder(benchmark.image_bytes)
     seed = config.settings.seed or 0
     limits: dict[Role, AdaptiveLimiter] = {
@@ -316,6 +324,7 @@ def run_benchmark(
             limits=limits,
             on_call=on_call,
             images=images,
+            rubrics=rubrics,
         )
         try:
             return await scheduler.run(dialogues)

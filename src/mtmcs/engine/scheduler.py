@@ -31,7 +31,7 @@ from mtmcs.protocol.prompts import (
     model_decoding,
     question_messages,
 )
-from mtmcs.protocol.rubrics import rubric_for
+from mtmcs.protocol.rubrics import RUBRICS, Rubric, rubric_for
 from mtmcs.protocol.types import Dialogue, Question
 from mtmcs.scoring.outcomes import DialogueOutcome, QuestionOutcome
 
@@ -137,6 +137,7 @@ class Scheduler:
         limits: Mapping[Role, AdaptiveLimiter],
         on_call: Callable[[Role], None] | None = None,
         images: ImageEncoder | None = None,
+        rubrics: Mapping[str, Rubric] = RUBRICS,
     ) -> None:
         self._models: dict[Role, ChatModel] = {"model": model, "judge": judge}
         self._limits = limits
@@ -146,6 +147,7 @@ class Scheduler:
         self._captions = captions
         self._settings = settings
         self._on_call = on_call
+        self._rubrics = rubrics
         self.outcome = RunOutcome()
 
     def window(self) -> int:
@@ -281,7 +283,7 @@ class Scheduler:
         caption = None
         if dialogue.modality == "multimodal" and self._captions is not None:
             caption = self._captions[dialogue.row_id]
-        rubric = rubric_for(dialogue.split, dialogue.modality, dialogue.intent)
+        rubric = rubric_for(dialogue.split, dialogue.modality, dialogue.intent, self._rubrics)
         decoding = self._settings.judge
         request = ChatRequest(
             judge_messages(rubric, dialogue.turns, replies, caption),
