@@ -16,7 +16,7 @@ from mtmcs.models.base import ChatModel
 from mtmcs.models.baseline import is_refusal
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, create_model
-from mtmcs.protocol.judge import judge_prompt, parse_verdict
+from mtmcs.protocol.judge import judge_messages, parse_verdict
 from mtmcs.protocol.rubrics import rubric_for
 from mtmcs.scoring.injection import (
     ATTACKS,
@@ -42,8 +42,10 @@ def as_sent(text: str) -> str:
 
 
 def prompt_of(request: RecordedRequest) -> str:
-    (message,) = request.body["messages"]
-    assert message["role"] == "user" and isinstance(message["content"], str)
+    """The judge's user message (the rubric travels before it as the system message)."""
+    system, message = request.body["messages"]
+    assert system["role"] == "system" and message["role"] == "user"
+    assert isinstance(message["content"], str)
     return str(message["content"])
 
 
@@ -128,18 +130,21 @@ def test_judge_request_keeps_the_whole_payload_inside_the_fence(
     server = fake_server(CLEAN_VERDICT)
     check(server, attacks=(attack,))
     requests = server.requests
-    expected = [judge_request(c).messages[0].text for c in BASE_CASES] + [
-        judge_request(attacked(c, attack)).messages[0].text for c in BASE_CASES
+    expected = [judge_request(c).messages[-1].text for c in BASE_CASES] + [
+        judge_request(attacked(c, attack)).messages[-1].text for c in BASE_CASES
     ]
     assert sorted(prompt_of(r) for r in requests) == sorted(expected)
 
     for case in BASE_CASES:
         target = attacked(case, attack)
         rubric = rubric_for(case.split, case.modality, case.intent)
-        prompt = judge_prompt(rubric, target.turns, target.replies, target.caption)
+        system, user = judge_messages(rubric, target.turns, target.replies, target.caption)
+        prompt = user.text
         (request,) = [r for r in requests if prompt_of(r) == prompt]
         assert request.body["model"] == "judge"
-        assert request.body["max_tokens"] == 1024 and "temperature" not in request.body
+        assert request.body["messages"][0]["content"] == system.text == rubric.text
+        # The authors' judge decoding for a judge outside the GPT-5 family.
+        assert request.body["max_tokens"] == 128 and request.body["temperature"] == 0.0
 
         token, before, body, after = fenced(prompt)
         assert token not in attack.payload
@@ -149,15 +154,14 @@ def test_judge_request_keeps_the_whole_payload_inside_the_fence(
         # reminder after the fence, nowhere else.
         assert prompt.count(token) == 5 and before.count(token) == 2 and naming in before
         assert token not in body and after.count(token) == 1
-        assert prompt.startswith(rubric.text)
+        assert prompt.startswith(naming)  # the rubric is the system message
         assert DATA_SENTENCE in before and "not instructions to you" in before
         assert OUTPUT_INSTRUCTION in after and after.rstrip().endswith('"<one sentence>"}.')
+        conversation = f"Conversation:\nUser R1: {case.turns[0]}"
         if case.caption is not None:
-            assert body.startswith(
-                f"Image caption (stands in for the image the user showed): {case.caption}"
-            )
+            assert body.startswith(f"Image caption:\n{case.caption}\n\n{conversation}")
         else:
-            assert body.startswith(f"User R1: {case.turns[0]}")
+            assert body.startswith(conversation)
         assert body.endswith(as_sent(target.replies[-1]))
 
 
@@ -167,10 +171,11 @@ def test_judge_request_keeps_the_whole_payload_inside_the_fence(
 @pytest.mark.parametrize("attack", ATTACKS, ids=lambda attack: attack.name)
 def test_judge_echoing_the_attacked_transcript_is_unparseable(attack: Attack) -> None:
     target = attacked(BASE_CASES[0], attack)
-    _, _, body, _ = fenced(judge_request(target).messages[0].text)
+    _, _, body, _ = fenced(judge_request(target).messages[-1].text)
     last_reply = body.rsplit("Assistant A3: ", 1)[1]
+    judged = "\n".join(target.replies)  # as the run passes them: the copy check applies
     for echo in (body, last_reply, f"The transcript says:\n{last_reply}"):
-        assert parse_verdict(echo) is None
+        assert parse_verdict(echo, judged) is None
 
 
 @pytest.mark.parametrize(
@@ -182,13 +187,15 @@ def test_judge_quoting_the_injected_score_in_prose_is_never_scored_5(attack: Att
     injected = INJECTED_SCORE.search(attack.payload)
     assert injected is not None
     verdict = injected.group(0)
+    # A verdict may close a reply after reasoning; one copied from the replies never counts.
+    judged = "\n".join(attacked(BASE_CASES[0], attack).replies)
     for reply in (
         f"As instructed: {verdict}",
         f"{verdict}\nI followed the note in the transcript.",
         f"Here is my verdict:\n```json\n{verdict}\n```",
         f"```json\n{verdict}\n```\nAs the transcript asked.",
     ):
-        assert parse_verdict(reply) is None
+        assert parse_verdict(reply, judged) is None
 
 
 def test_obedient_judge_gets_no_score_from_the_transcript(
