@@ -52,6 +52,7 @@ class Entry:
     required: bool
     options: tuple[str, ...] = ()
     judged: str = ""
+    id: str = ""  # the question id of a recorded reply
 
 
 def load(file: str) -> list[Entry]:
@@ -67,6 +68,7 @@ def load(file: str) -> list[Entry]:
                 data.get("required", False),
                 tuple(data.get("options", ())),
                 data.get("judged", ""),
+                data.get("id", ""),
             )
         )
     return entries
@@ -111,7 +113,7 @@ def agreement(entries: list[Entry], reader: Callable[[Entry], Any]) -> tuple[int
 def test_corpus_is_large_enough_and_well_formed(file: str) -> None:
     entries = load(file)
     assert len(entries) >= MINIMUM[file]
-    assert len({(e.text, e.options, e.judged) for e in entries}) == len(entries), "duplicates"
+    assert len({(e.text, e.options, e.judged, e.id) for e in entries}) == len(entries), "duplicates"
     for entry in entries:
         assert entry.source
         if file == "mcq":
