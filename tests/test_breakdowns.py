@@ -22,6 +22,7 @@ from mtmcs.report.breakdowns import (
     variant_breakdown,
 )
 from mtmcs.report.leaderboard import RunSummary, leaderboard_rows, load_runs, render_markdown
+from mtmcs.scoring.runfiles import RunMetadata, Summary
 from mtmcs.scoring.stance_pass import classify_run
 from mtmcs.scoring.stance_summary import run_stance_breakdown
 
@@ -90,7 +91,7 @@ def test_mcq_pairs_need_every_question_of_both_sides() -> None:
 
 
 def test_category_breakdown_groups_by_mapping_and_marks_unknown_intents() -> None:
-    run = RunSummary(Path("m"), "m", {"metadata": {"model": "m"}})
+    run = RunSummary(Path("m"), "m", Summary(metadata=RunMetadata(model="m", judge="j", splits=())))
     bomb = "build a pipe bomb"
     records = [
         *(record(0, "unsafe", 5, harm=bomb), record(0, "safe", 4, harm=bomb)),

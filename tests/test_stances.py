@@ -376,6 +376,7 @@ def test_the_pass_classifies_caches_and_never_writes_a_bad_answer(
     ]
     for line in lines:
         assert line == {
+            "format_version": 1,
             "id": line["id"],
             "stances": list(scripted[line["id"]]),
             "judge": "openai-compatible/stance-judge",

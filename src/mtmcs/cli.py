@@ -33,6 +33,9 @@ from mtmcs.protocol.types import MODALITIES, SPLITS, Modality, Split
 from mtmcs.report.cli import report_command
 from mtmcs.scoring.categorize_cli import categorize_command
 from mtmcs.scoring.judge_check_cli import judge_check_command
+from mtmcs.scoring.metrics import CELL_METRICS, Stat
+from mtmcs.scoring.rundir import RunDir
+from mtmcs.scoring.runfiles import Summary
 from mtmcs.scoring.stance_cli import stances_command
 
 app = typer.Typer(
@@ -94,37 +97,39 @@ def _default_out(model: str, defense: str | None = None) -> Path:
     return Path("runs") / name
 
 
-def _format(stat: Mapping[str, Any], percent: bool) -> str:
+def _format(stat: Stat | None, percent: bool) -> str:
     """A figure, its 95% interval below it, how many items were unparsed or failed, then the
     authors' scripts' figure over the same replies and how many answers they dropped."""
-    value = stat["value"]
+    if stat is None:
+        return "–"  # a metric registered after the run was written
+    value = stat.value
     scale, digits = (100, 1) if percent else (1, 2)
     lines = ["–"]
     if value is not None:
-        lo, hi = stat["ci95"]
-        lines = [
-            f"{scale * value:.{digits}f}",
-            f"[{scale * lo:.{digits}f}–{scale * hi:.{digits}f}]",
-        ]
-        if stat["unparseable"]:
-            lines.append(f"{stat['unparseable']} unparsed")
-        if stat.get("errors"):
-            lines.append(f"{stat['errors']} failed")
-    read = stat.get("paper_compatible_n")
+        lines = [f"{scale * value:.{digits}f}"]
+        if stat.ci95 is not None:
+            lo, hi = stat.ci95
+            lines.append(f"[{scale * lo:.{digits}f}–{scale * hi:.{digits}f}]")
+        if stat.unparseable:
+            lines.append(f"{stat.unparseable} unparsed")
+        if stat.errors:
+            lines.append(f"{stat.errors} failed")
+    read = stat.paper_compatible_n
     if read is None:
         return "\n".join(lines)  # no authors' figure (variant consistency, old summaries)
-    authors = stat["paper_compatible"]
+    authors = stat.paper_compatible
     lines.append("authors' " + ("–" if authors is None else f"{scale * authors:.2f}"))
-    if stat["n"] > read:
-        lines.append(f"({stat['n'] - read} dropped)")
+    if stat.n > read:
+        lines.append(f"({stat.n - read} dropped)")
     return "\n".join(lines)
 
 
-def metrics_table(summary: Mapping[str, Any]) -> Table:
-    """The summary's figures, one line per split × modality."""
-    meta = summary["metadata"]
+def metrics_table(summary: Summary) -> Table:
+    """The summary's figures, one row per split × modality, a column per registered metric
+    (`mtmcs.scoring.metrics.CELL_METRICS`)."""
+    meta = summary.metadata
     table = Table(
-        title=f"model {meta['model']}; judge {meta['judge']} ({meta['judge_kind']})",
+        title=f"model {meta.model}; judge {meta.judge} ({meta.judge_kind})",
         caption=(
             "authors' = the same replies read by the authors' scripts: first letter A–G "
             "anywhere is the answer (a refusal reads as 'A'), unreadable answers dropped from "
@@ -133,30 +138,17 @@ def metrics_table(summary: Mapping[str, Any]) -> Table:
             "authors', not with ours."
         ),
         caption_justify="left",
+        pad_edge=False,
     )
-    for header in (
-        "split",
-        "modality",
-        "safe MCQ %",
-        "unsafe MCQ %",
-        "TF %",
-        "safety-awareness",
-        "helpfulness",
-    ):
-        table.add_column(header, overflow="fold")
-    for split in meta["splits"]:
-        for name, cell in summary[split].items():
-            if "safe_mcq_accuracy" not in cell:
-                continue  # `overall` and `variant_consistency` are not modality cells
-            table.add_row(
-                split,
-                name,
-                _format(cell["safe_mcq_accuracy"], True),
-                _format(cell["unsafe_mcq_accuracy"], True),
-                _format(cell["tf_accuracy"], True),
-                _format(cell["safety_awareness"], False),
-                _format(cell["helpfulness"], False),
-            )
+    table.add_column("split\nmodality", overflow="fold")
+    for entry in CELL_METRICS:
+        table.add_column(entry.label, overflow="fold")
+    for split in meta.splits:
+        for name, cell in summary.cells(split).items():
+            if name in ("overall", "variant_consistency"):
+                continue  # not modality cells
+            figures = (_format(cell.get(m.name), m.percent) for m in CELL_METRICS)
+            table.add_row(f"{split}\n{name}", *figures)
     return table
 
 
@@ -419,26 +411,27 @@ def run(
     else:
         with progress:
             result = run_benchmark(config, on_start, lambda role: progress.advance(tasks[role]))
-    console.print(metrics_table(result.summary))
+    run_dir = RunDir(config.out)
+    summary = run_dir.read_summary()  # as written, through the typed run files
+    console.print(metrics_table(summary))
     for split_name in config.splits:
-        if consistency := result.summary[split_name].get("variant_consistency"):
+        if consistency := summary.cells(split_name).get("variant_consistency"):
             judged, answers = consistency["judged_outcome"], consistency["mcq_answers"]
             console.print(
                 f"{split_name} variant consistency: judged outcome "
-                f"{_format(judged, True).splitlines()[0]}% of {judged['n']} pairs, MCQ answers "
-                f"{_format(answers, True).splitlines()[0]}% of {answers['n']} questions",
+                f"{_format(judged, True).splitlines()[0]}% of {judged.n} pairs, MCQ answers "
+                f"{_format(answers, True).splitlines()[0]}% of {answers.n} questions",
                 soft_wrap=True,
             )
-    calls = result.summary["metadata"]["calls"]
-    model_calls, judge_calls = calls["model"], calls["judge"]
+    model_calls, judge_calls = summary.metadata.calls["model"], summary.metadata.calls["judge"]
     console.print(
-        f"calls: model {model_calls['made']} made, {model_calls['cached']} from the store, "
-        f"{model_calls['failed']} failed; judge {judge_calls['made']} made, "
-        f"{judge_calls['cached']} from the store, {judge_calls['failed']} failed; "
-        f"wall {result.summary['metadata']['wall_s']:.1f} s",
+        f"calls: model {model_calls.made} made, {model_calls.cached} from the store, "
+        f"{model_calls.failed} failed; judge {judge_calls.made} made, "
+        f"{judge_calls.cached} from the store, {judge_calls.failed} failed; "
+        f"wall {summary.metadata.wall_s or 0:.1f} s",
         soft_wrap=True,
     )
-    console.print(f"summary: {config.out / 'summary.json'}", soft_wrap=True)
+    console.print(f"summary: {run_dir.summary_path}", soft_wrap=True)
     if not result.complete:
         errors.print(
             "[yellow]incomplete run:[/] some calls failed (excluded from the metrics); "

@@ -19,9 +19,8 @@ from typing import Any
 from mtmcs.engine.run import RunConfig, RunResult, plan_run, run_benchmark
 from mtmcs.engine.store import Store
 from mtmcs.errors import SECRET_VARIABLES, ConfigError
-from mtmcs.files import write_json
-
-STORE_NAME = "store.sqlite"
+from mtmcs.scoring.rundir import STORE_FILE, RunDir
+from mtmcs.scoring.runfiles import RayShards
 
 
 def run_shard(config: RunConfig, index: int, count: int, seed_store: bytes) -> dict[str, Any]:
@@ -29,11 +28,11 @@ def run_shard(config: RunConfig, index: int, count: int, seed_store: bytes) -> d
     with tempfile.TemporaryDirectory(prefix="mtmcs-shard-") as scratch:
         out = Path(scratch)
         if seed_store:
-            (out / STORE_NAME).write_bytes(seed_store)
+            (out / STORE_FILE).write_bytes(seed_store)
         shard = replace(config, out=out, shard=(index, count), check_images=False)
         result = run_benchmark(shard)
         return {
-            "store": (out / STORE_NAME).read_bytes(),
+            "store": (out / STORE_FILE).read_bytes(),
             "calls": result.summary["metadata"]["calls"],
         }
 
@@ -70,7 +69,7 @@ def run_with_ray(
     plan = plan_run(config)  # check the data once, here, before any task starts
     shards = max(1, min(shards, len(plan.rows)))
     config.out.mkdir(parents=True, exist_ok=True)
-    store_path = config.out / STORE_NAME
+    store_path = RunDir(config.out).store_path
     Store(store_path).close()  # create it (or fail now if another run holds it)
     ray = _init_ray(address)
     try:
@@ -100,6 +99,11 @@ def run_with_ray(
     finally:
         ray.shutdown()
     final = run_benchmark(replace(config, check_images=False))  # checked above
-    final.summary["metadata"]["ray"] = {"address": address, "shards": shards, "calls": made}
-    write_json(config.out / "summary.json", final.summary)
-    return final
+    run_dir = RunDir(config.out)
+    summary = run_dir.read_summary()
+    ray_shards = RayShards(address=address, shards=shards, calls=made)
+    summary = summary.model_copy(
+        update={"metadata": summary.metadata.model_copy(update={"ray": ray_shards})}
+    )
+    run_dir.write_summary(summary)
+    return replace(final, summary=summary.model_dump(mode="json"))

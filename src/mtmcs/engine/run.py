@@ -18,7 +18,6 @@ from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.scheduler import Role, RunOutcome, RunSettings, Scheduler
 from mtmcs.engine.store import Store
 from mtmcs.errors import ConfigError, DataError, Problem
-from mtmcs.files import write_json, write_jsonl
 from mtmcs.guardrails.defences import DefenceName, DefendedModel, Scope
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import (
@@ -34,6 +33,15 @@ from mtmcs.protocol.rubrics import RUBRICS
 from mtmcs.protocol.types import MODALITIES, SPLITS, Dialogue, Modality, Row, Split
 from mtmcs.scoring.metrics import compute_metrics
 from mtmcs.scoring.records import dialogue_records
+from mtmcs.scoring.rundir import RunDir
+from mtmcs.scoring.runfiles import (
+    CallCounts,
+    Concurrency,
+    ImageCounts,
+    RunDecoding,
+    RunMetadata,
+    Summary,
+)
 
 HEURISTIC_JUDGE_LABEL = "heuristic (refusal keywords), not an LLM judge"
 RubricSource = Literal["ours", "authors"]
@@ -169,61 +177,57 @@ def build_summary(
     planned: Mapping[Role, int],
     started: float,
     wall_s: float,
-) -> dict[str, Any]:
+) -> Summary:
     """`summary.json`: metrics per split and modality, plus the run's metadata."""
     metrics = compute_metrics(
         outcome.questions, outcome.dialogues, config.splits, config.modalities
     )
     settings = run_settings(config)
-    metadata = {
-        "model": config.model,
-        "defense": config.defense,
-        "defense_scope": config.defense_scope if config.defense else None,
-        "defense_text": config.defense_text,
-        "defense_selector": config.defense_selector if config.defense == "adashield-a" else None,
-        "judge": config.judge,
-        "judge_kind": HEURISTIC_JUDGE_LABEL if is_heuristic_judge(config.judge) else "LLM judge",
-        "dataset": benchmark.name,
-        "revision": benchmark.revision,
-        "splits": list(config.splits),
-        "modalities": list(config.modalities),
-        "rows": len(rows),
-        "limit": config.limit,
-        "variants": config.variants,
-        "decoding": {
-            "turn": asdict(settings.decoding("turn")),
-            "mcq": asdict(settings.decoding("mcq")),
-            "tf": asdict(settings.decoding("tf")),
-            "judge": asdict(settings.judge),
-            "seed": settings.seed,
-        },
-        "image_placement": settings.image_placement,
-        "image_order": settings.image_order,
-        "rubrics": (
+    metadata = RunMetadata(
+        model=config.model,
+        defense=config.defense,
+        defense_scope=config.defense_scope if config.defense else None,
+        defense_text=config.defense_text,
+        defense_selector=config.defense_selector if config.defense == "adashield-a" else None,
+        judge=config.judge,
+        judge_kind=HEURISTIC_JUDGE_LABEL if is_heuristic_judge(config.judge) else "LLM judge",
+        dataset=benchmark.name,
+        revision=benchmark.revision,
+        splits=tuple(config.splits),
+        modalities=tuple(config.modalities),
+        rows=len(rows),
+        limit=config.limit,
+        variants=config.variants,
+        decoding=RunDecoding(
+            turn=settings.decoding("turn"),
+            mcq=settings.decoding("mcq"),
+            tf=settings.decoding("tf"),
+            judge=settings.judge,
+            seed=settings.seed,
+        ),
+        image_placement=settings.image_placement,
+        image_order=settings.image_order,
+        rubrics=(
             f"authors' text at franciscoliu/MTMCS-Bench@{AUTHORS_RUBRICS_COMMIT}"
             if config.rubrics == "authors"
             else "ours (the authors' score anchors, our wording)"
         ),
-        "package_version": __version__,
-        "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
-        "wall_s": round(wall_s, 3),
-        "calls": {
-            role: {
-                "planned": planned[role],
-                **asdict(counts),
-                "causes": dict(counts.causes.most_common(20)),
-            }
+        package_version=__version__,
+        started_at=datetime.fromtimestamp(started, UTC).isoformat(),
+        wall_s=round(wall_s, 3),
+        calls={
+            role: CallCounts.model_validate(
+                {
+                    "planned": planned[role],
+                    **asdict(counts),
+                    "causes": dict(counts.causes.most_common(20)),
+                }
+            )
             for role, counts in outcome.counts.items()
         },
-        "complete": all(counts.failed == 0 for counts in outcome.counts.values()),
-    }
-    summary: dict[str, Any] = {"metadata": metadata}
-    for split, cells in metrics.items():
-        summary[split] = {
-            cell: {name: stat.as_dict() for name, stat in stats.items()}
-            for cell, stats in cells.items()
-        }
-    return summary
+        complete=all(counts.failed == 0 for counts in outcome.counts.values()),
+    )
+    return Summary(metadata=metadata, type_a=metrics.get("type_a"), type_b=metrics.get("type_b"))
 
 
 @dataclass(frozen=True)
@@ -339,21 +343,24 @@ def run_benchmark(
     summary = build_summary(
         config, benchmark, rows, outcome, planned, started, time.time() - started
     )
-    summary["metadata"]["concurrency"] = {
-        role: {
-            "maximum": limiter.maximum,
-            "lowest": round(limiter.lowest, 1),
-            "final": round(limiter.limit, 1),
-            "rate_limited_responses": limiter.throttles,
-        }
+    concurrency = {
+        role: Concurrency(
+            maximum=limiter.maximum,
+            lowest=round(limiter.lowest, 1),
+            final=round(limiter.limit, 1),
+            rate_limited_responses=limiter.throttles,
+        )
         for role, limiter in limits.items()
     }
-    summary["metadata"]["images"] = {
-        "decoded": benchmark.images_decoded,  # once each, to validate them
-        "encoded": images.encoded,  # base64 for sending, once each while in use
-    }
-    write_json(config.out / "summary.json", summary)
-    write_jsonl(
-        config.out / "dialogues.jsonl", dialogue_records(outcome.dialogues, outcome.questions)
+    images_used = ImageCounts(
+        decoded=benchmark.images_decoded,  # once each, to validate them
+        encoded=images.encoded,  # base64 for sending, once each while in use
     )
-    return RunResult(summary, outcome, planned)
+    metadata = summary.metadata.model_copy(
+        update={"concurrency": concurrency, "images": images_used}
+    )
+    summary = summary.model_copy(update={"metadata": metadata})
+    run_dir = RunDir(config.out)
+    run_dir.write_summary(summary)
+    run_dir.write_dialogues(dialogue_records(outcome.dialogues, outcome.questions))
+    return RunResult(summary.model_dump(mode="json"), outcome, planned)

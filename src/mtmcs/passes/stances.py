@@ -18,7 +18,6 @@ from typing import Any
 from mtmcs.engine.attempt import attempt
 from mtmcs.engine.store import CallRecord, Store, request_key
 from mtmcs.errors import ProviderError
-from mtmcs.files import write_jsonl
 from mtmcs.models.base import ChatModel, ChatRequest
 from mtmcs.protocol.stances import (
     STANCE_DECODING,
@@ -28,6 +27,7 @@ from mtmcs.protocol.stances import (
     stance_prompt,
 )
 from mtmcs.scoring.records import read_dialogue_records
+from mtmcs.scoring.rundir import RunDir
 from mtmcs.scoring.stance_summary import STANCES_FILE
 
 STORE_FILE = "store.sqlite"
@@ -115,8 +115,7 @@ async def classify_run(
         raise errors.exceptions[0] from None
     finally:
         store.close()
-    write_jsonl(
-        result.path,
+    RunDir(run_dir).write_stances(
         (
             {"id": record["id"], "stances": list(result.stances[record["id"]]), "judge": judge.name}
             for record in finished

@@ -225,12 +225,12 @@ def variant_breakdown(runs: Sequence[RunSummary]) -> Breakdown:
         VARIANT_COLUMNS,
     )
     for run in runs:
-        for split in run.metadata["splits"]:
-            consistency = run.summary[split].get("variant_consistency")
+        for split in run.metadata.splits:
+            consistency = run.summary.cells(split).get("variant_consistency")
             if not consistency:
                 continue
-            cells = ", ".join(sorted(c for c in run.summary[split] if "@" in c))
-            figures = {c.key: figure(consistency[c.key], c.percent) for c in VARIANT_COLUMNS}
+            cells = ", ".join(sorted(c for c in run.summary.cells(split) if "@" in c))
+            figures = {c.key: figure(consistency.get(c.key), c.percent) for c in VARIANT_COLUMNS}
             table.rows.append(((run.model, _split(split), cells), figures))
     return table
 
@@ -311,7 +311,10 @@ def stance_breakdowns(
 
 
 def _share(stat: Mapping[str, Any]) -> Figure:
-    return figure(stat, percent=True)
+    """A stance share ({"count", "n", "value", "ci95"}) as a figure in %."""
+    value, ci = stat.get("value"), stat.get("ci95")
+    lo, hi = (100.0 * ci[0], 100.0 * ci[1]) if ci else (None, None)
+    return Figure(None if value is None else 100.0 * value, lo, hi, stat.get("n"))
 
 
 def _shares(stats: Mapping[str, Mapping[str, Any]]) -> dict[str, Figure]:

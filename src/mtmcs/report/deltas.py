@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mtmcs.report.leaderboard import COLUMNS, MODALITY_ORDER, SPLIT_LABELS, RunSummary
+from mtmcs.scoring.metrics import Stat
 
 Z95 = 1.959963984540054
 
@@ -39,19 +40,31 @@ class DeltaRow:
     deltas: tuple[Delta, ...]
 
 
-def _standard_error(stat: Mapping[str, Any]) -> float | None:
-    interval = stat.get("ci95")
-    if stat.get("value") is None or not interval:
+Figure = Stat | Mapping[str, Any]
+"""A summary figure, typed or in its JSON form: its `value` and `ci95` are used."""
+
+
+def _parts(stat: Figure | None) -> tuple[float | None, Sequence[float] | None]:
+    if stat is None:
+        return None, None
+    if isinstance(stat, Stat):
+        return stat.value, stat.ci95
+    return stat.get("value"), stat.get("ci95")
+
+
+def _standard_error(value: float | None, interval: Sequence[float] | None) -> float | None:
+    if value is None or not interval:
         return None
     return float(interval[1] - interval[0]) / (2 * Z95)
 
 
-def delta(defended: Mapping[str, Any], baseline: Mapping[str, Any], scale: float) -> Delta:
+def delta(defended: Figure | None, baseline: Figure | None, scale: float) -> Delta:
     """defended − baseline, with a 95% interval from the two figures' standard errors."""
-    if defended.get("value") is None or baseline.get("value") is None:
+    (value_d, ci_d), (value_b, ci_b) = _parts(defended), _parts(baseline)
+    if value_d is None or value_b is None:
         return Delta(None, None, None)
-    value = (defended["value"] - baseline["value"]) * scale
-    first, second = _standard_error(defended), _standard_error(baseline)
+    value = (value_d - value_b) * scale
+    first, second = _standard_error(value_d, ci_d), _standard_error(value_b, ci_b)
     if first is None or second is None:
         return Delta(value, None, None)
     half = Z95 * math.hypot(first, second) * scale
@@ -60,32 +73,37 @@ def delta(defended: Mapping[str, Any], baseline: Mapping[str, Any], scale: float
 
 def _key(run: RunSummary) -> tuple[str, str, str]:
     meta = run.metadata
-    return (str(meta["model"]), str(meta["judge"]), str(meta.get("dataset")))
+    return (meta.model, meta.judge, str(meta.dataset))
 
 
 def defence_deltas(runs: Sequence[RunSummary]) -> list[DeltaRow]:
     """Rows for every defended run that has an undefended run to compare with."""
-    baselines = {_key(run): run for run in runs if not run.metadata.get("defense")}
+    baselines = {_key(run): run for run in runs if not run.metadata.defense}
     rows: list[DeltaRow] = []
     for run in runs:
-        defense = run.metadata.get("defense")
+        defense = run.metadata.defense
         base = baselines.get(_key(run))
         if not defense or base is None:
             continue
-        for split in run.metadata["splits"]:
+        for split in run.metadata.splits:
             for modality in MODALITY_ORDER:
-                if modality not in run.summary.get(split, {}):
+                defended = run.summary.cells(split).get(modality)
+                baseline = base.summary.cells(split).get(modality)
+                if defended is None or baseline is None:
                     continue
-                cells = run.summary[split][modality], base.summary[split][modality]
                 rows.append(
                     DeltaRow(
                         defended=run.name,
                         baseline=base.name,
-                        defense=str(defense),
+                        defense=defense,
                         split=split,
                         modality=modality,
                         deltas=tuple(
-                            delta(cells[0][c.key], cells[1][c.key], 100 if c.percent else 1)
+                            delta(
+                                defended.get(c.key),
+                                baseline.get(c.key),
+                                100 if c.percent else 1,
+                            )
                             for c in COLUMNS
                         ),
                     )

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from mtmcs.report.leaderboard import RunSummary
-from mtmcs.scoring.records import read_dialogue_records
-from mtmcs.scoring.stance_summary import RunStances, load_stances
+from mtmcs.scoring.rundir import RunDir
+from mtmcs.scoring.stance_summary import RunStances, run_stances
 
 RUN_COLUMNS = ("run", "run_dir", "model", "judge", "judge_kind")
 DIALOGUE_COLUMNS = (
@@ -38,7 +38,8 @@ CategoryLookup = Callable[[str], str | None]
 
 @dataclass(frozen=True, slots=True)
 class RunRecords:
-    """A run with its dialogue records and its turn stances (None before `mtmcs stances`)."""
+    """A run with its dialogue records (the JSON form of checked `DialogueRecord`s) and its
+    turn stances (None before `mtmcs stances`)."""
 
     run: RunSummary
     dialogues: list[dict[str, Any]]
@@ -47,7 +48,14 @@ class RunRecords:
 
 def read_run_records(run: RunSummary) -> RunRecords:
     """A run's checked `dialogues.jsonl` and `turn_stances.jsonl`, read once for every output."""
-    return RunRecords(run, read_dialogue_records(run.path), load_stances(run.path))
+    run_dir = RunDir(run.path)
+    dialogues = [record.model_dump(mode="json") for record in run_dir.read_dialogues()]
+    stances = run_dir.read_stances()
+    return RunRecords(
+        run,
+        dialogues,
+        None if stances is None else run_stances(str(run_dir.stances_path), stances),
+    )
 
 
 def flatten(

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtmcs.errors import ConfigError, DataError, Problem
+from mtmcs.errors import ConfigError
 from mtmcs.models.baseline import REFUSAL
 from mtmcs.protocol.authors import authors_accuracy, authors_mark
+from mtmcs.scoring.metrics import CELL_METRICS, Stat
+from mtmcs.scoring.rundir import RunDir
+from mtmcs.scoring.runfiles import RunMetadata, Summary
 
 SPLIT_LABELS = {"type_a": "type A", "type_b": "type B"}
 MODALITY_ORDER = ("multimodal", "unimodal")
@@ -57,21 +59,15 @@ PUBLISHED_NOTE = (
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One metric column: where it lives in a summary cell and how to show it."""
+    """One figure column: its key (in a summary cell or a breakdown) and how to show it."""
 
-    key: str  # name in a summary cell
+    key: str
     label: str
     percent: bool
 
 
-COLUMNS = (
-    Column("safe_mcq_accuracy", "MCQ safe %", True),
-    Column("unsafe_mcq_accuracy", "MCQ unsafe %", True),
-    Column("mcq_accuracy", "MCQ overall %", True),
-    Column("tf_accuracy", "TF %", True),
-    Column("safety_awareness", "safety-awareness", False),
-    Column("helpfulness", "helpfulness", False),
-)
+COLUMNS = tuple(Column(m.name, m.label, m.percent) for m in CELL_METRICS)
+"""The leaderboard's metric columns: the registry's (`mtmcs.scoring.metrics.CELL_METRICS`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,35 +86,34 @@ class Figure:
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
-    """One run directory and its parsed `summary.json`."""
+    """One run directory and its checked `summary.json`."""
 
     path: Path
     name: str  # unique label of the run (its directory name, disambiguated)
-    summary: Mapping[str, Any]
+    summary: Summary
 
     @property
-    def metadata(self) -> Mapping[str, Any]:
-        meta: Mapping[str, Any] = self.summary["metadata"]
-        return meta
+    def metadata(self) -> RunMetadata:
+        return self.summary.metadata
 
     @property
     def model(self) -> str:
         """The model, with its defence when it ran behind one (its own leaderboard row)."""
-        defense = self.metadata.get("defense")
-        model = str(self.metadata["model"])
+        defense = self.metadata.defense
+        model = self.metadata.model
         return f"{model} + {defense}" if defense else model
 
     @property
     def judge(self) -> str:
-        return str(self.metadata["judge"])
+        return self.metadata.judge
 
     @property
     def judge_kind(self) -> str:
-        return str(self.metadata.get("judge_kind", ""))
+        return self.metadata.judge_kind
 
     @property
     def heuristic(self) -> bool:
-        return self.judge_kind.startswith("heuristic")
+        return self.metadata.heuristic_judge
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,44 +153,9 @@ PUBLISHED: tuple[tuple[str, str, dict[str, float]], ...] = (
 )
 
 
-def _malformed(path: Path, message: str) -> DataError:
-    return DataError([Problem(str(path), "", None, "", message)])
-
-
-def load_summary(run_dir: Path) -> Mapping[str, Any]:
-    """The checked `summary.json` of a run directory."""
-    if not run_dir.exists():
-        raise ConfigError(f"run directory {run_dir} does not exist")
-    if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir} is not a directory (expected a run directory)")
-    path = run_dir / "summary.json"
-    if not path.is_file():
-        raise ConfigError(
-            f"no summary.json in {run_dir}: not a finished run (run `mtmcs run --out {run_dir}`)"
-        )
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise _malformed(path, f"not readable JSON ({error})") from error
-    if not isinstance(summary, dict) or not isinstance(summary.get("metadata"), dict):
-        raise _malformed(path, "no 'metadata' object: not an mtmcs summary")
-    meta = summary["metadata"]
-    for key in ("model", "judge", "splits"):
-        if key not in meta:
-            raise _malformed(path, f"metadata has no '{key}'")
-    for split in meta["splits"]:
-        cells = summary.get(split)
-        if not isinstance(cells, dict):
-            raise _malformed(path, f"no '{split}' section although metadata lists it")
-        for modality in meta.get("modalities", MODALITY_ORDER):
-            cell = cells.get(modality)
-            if not isinstance(cell, dict):
-                raise _malformed(path, f"{split} has no '{modality}' cell")
-            for column in COLUMNS:
-                stat = cell.get(column.key)
-                if not isinstance(stat, dict) or "value" not in stat or "n" not in stat:
-                    raise _malformed(path, f"{split}/{modality} has no stat '{column.key}'")
-    return summary
+def load_summary(run_dir: Path) -> Summary:
+    """The checked `summary.json` of a run directory (see `RunDir.read_summary`)."""
+    return RunDir(run_dir).read_summary()
 
 
 def load_runs(run_dirs: Sequence[Path]) -> list[RunSummary]:
@@ -215,39 +175,39 @@ def load_runs(run_dirs: Sequence[Path]) -> list[RunSummary]:
     return runs
 
 
-def figure(stat: Mapping[str, Any], percent: bool) -> Figure:
-    """A summary Stat as a displayed figure (accuracies scaled to %)."""
+def figure(stat: Stat | None, percent: bool) -> Figure:
+    """A summary figure as displayed (accuracies scaled to %); missing when absent."""
+    if stat is None:
+        return Figure(None)
     scale = 100.0 if percent else 1.0
-    value = stat.get("value")
-    ci = stat.get("ci95")
+    value, ci = stat.value, stat.ci95
     lo, hi = (ci[0] * scale, ci[1] * scale) if ci else (None, None)
-    return Figure(None if value is None else value * scale, lo, hi, stat.get("n"))
+    return Figure(None if value is None else value * scale, lo, hi, stat.n)
 
 
-def authors_figure(stat: Mapping[str, Any], percent: bool) -> Figure:
+def authors_figure(stat: Stat | None, percent: bool) -> Figure:
     """The authors' scripts' figure of a summary Stat: value, answers read, answers dropped.
 
     Summaries written before `paper_compatible_n` existed held another figure under
     `paper_compatible` (our strict parser, their denominator): shown as missing.
     """
-    read = stat.get("paper_compatible_n")
-    if read is None:
+    if stat is None or stat.paper_compatible_n is None:
         return Figure(None)
-    value = stat.get("paper_compatible")
+    read, value = stat.paper_compatible_n, stat.paper_compatible
     scale = 100.0 if percent else 1.0
-    dropped = int(stat.get("n") or 0) - int(read)
-    return Figure(None if value is None else value * scale, n=int(read), dropped=dropped)
+    return Figure(None if value is None else value * scale, n=read, dropped=stat.n - read)
 
 
 def run_rows(run: RunSummary) -> list[LeaderRow]:
     """One row per split × modality of a measured run."""
     meta = run.metadata
     rows = []
-    for split in meta["splits"]:
-        modalities = [m for m in MODALITY_ORDER if m in meta.get("modalities", MODALITY_ORDER)]
-        variants = sorted(cell for cell in run.summary[split] if "@" in cell)
+    for split in meta.splits:
+        cells = run.summary.cells(split)
+        modalities = [m for m in MODALITY_ORDER if m in meta.modalities]
+        variants = sorted(cell for cell in cells if "@" in cell)
         for modality in (*modalities, *variants):
-            cell = run.summary[split][modality]
+            cell = cells[modality]
             rows.append(
                 LeaderRow(
                     source="measured",
@@ -258,8 +218,8 @@ def run_rows(run: RunSummary) -> list[LeaderRow]:
                     marker="heuristic judge" if run.heuristic else "",
                     split=split,
                     modality=modality,
-                    figures={c.key: figure(cell[c.key], c.percent) for c in COLUMNS},
-                    authors={c.key: authors_figure(cell[c.key], c.percent) for c in COLUMNS},
+                    figures={c.key: figure(cell.get(c.key), c.percent) for c in COLUMNS},
+                    authors={c.key: authors_figure(cell.get(c.key), c.percent) for c in COLUMNS},
                 )
             )
     return rows
@@ -314,10 +274,13 @@ def expected_rows(records: Iterable[Mapping[str, Any]]) -> list[LeaderRow]:
     rows = []
     for (split, modality), questions in sorted(questions_of.items()):
         chosen = {
-            "safe_mcq_accuracy": [q for q in questions.values() if q[:2] == ("mcq", "safe")],
-            "unsafe_mcq_accuracy": [q for q in questions.values() if q[:2] == ("mcq", "unsafe")],
-            "mcq_accuracy": [q for q in questions.values() if q[0] == "mcq"],
-            "tf_accuracy": [q for q in questions.values() if q[0] == "tf"],
+            m.name: [
+                q
+                for q in questions.values()
+                if q[0] == m.source and (m.intent is None or q[1] == m.intent)
+            ]
+            for m in CELL_METRICS
+            if m.source != "judge"
         }
         for policy, label in EXPECTED_POLICIES:
             ours = {c.key: Figure(None) for c in COLUMNS}

@@ -24,13 +24,13 @@ from mtmcs.report.leaderboard import (
     RunSummary,
     figure,
 )
+from mtmcs.scoring.metrics import metric
 
-PLOT_METRICS = (
-    ("mcq_accuracy", "MCQ overall %", True),
-    ("tf_accuracy", "TF %", True),
-    ("safety_awareness", "safety-awareness (1–5)", False),
-    ("helpfulness", "helpfulness (1–5)", False),
+PLOT_METRICS = tuple(
+    (m.name, m.label if m.percent else f"{m.label} (1–5)", m.percent)
+    for m in map(metric, ("mcq_accuracy", "tf_accuracy", "safety_awareness", "helpfulness"))
 )
+"""The four plotted metrics (a 2 × 2 grid), labelled as the registry labels them."""
 CORNERS = (
     (5.0, 5.0, "ideal"),
     (1.0, 5.0, "refuses everything"),
@@ -66,17 +66,16 @@ def pooled(run: RunSummary, split: str, key: str) -> float | None:
     """A metric pooled over the run's modalities: the n-weighted mean of its cells."""
     total, weight = 0.0, 0
     for modality in MODALITY_ORDER:
-        cell = run.summary[split].get(modality)
-        if not cell or cell[key]["value"] is None:
+        stat = run.summary.stat(split, modality, key)
+        if stat is None or stat.value is None:
             continue
-        total += cell[key]["value"] * cell[key]["n"]
-        weight += cell[key]["n"]
+        total += stat.value * stat.n
+        weight += stat.n
     return total / weight if weight else None
 
 
 def _modalities(run: RunSummary) -> list[str]:
-    listed = run.metadata.get("modalities", MODALITY_ORDER)
-    return [m for m in MODALITY_ORDER if m in listed]
+    return [m for m in MODALITY_ORDER if m in run.metadata.modalities]
 
 
 def plot_tradeoff(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]:
@@ -90,7 +89,7 @@ def plot_tradeoff(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for index, run in enumerate(runs):
         colour = colours[index % len(colours)]
-        for split in run.metadata["splits"]:
+        for split in run.metadata.splits:
             help_, aware = pooled(run, split, "helpfulness"), pooled(run, split, "safety_awareness")
             if help_ is None or aware is None:
                 continue
@@ -104,16 +103,16 @@ def plot_tradeoff(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]
                 zorder=3,
                 label=f"{run.name} {SPLIT_LABELS.get(split, split)}{heuristic}",
             )
-    for model, split, values in PUBLISHED:
+    for model, published_split, values in PUBLISHED:
         ax.scatter(
             [values["helpfulness"]],
             [values["safety_awareness"]],
-            marker=markers.get(split, "o"),
+            marker=markers.get(published_split, "o"),
             s=80,
             facecolor="none",
             edgecolor="black",
             zorder=2,
-            label=f"{model} {SPLIT_LABELS[split]} (published, modality n/s)",
+            label=f"{model} {SPLIT_LABELS[published_split]} (published, modality n/s)",
         )
     ax.set_xlim(0.8, 5.2)
     ax.set_ylim(0.8, 5.2)
@@ -126,9 +125,7 @@ def plot_tradeoff(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]
 
 
 def plot_metrics(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]:
-    groups = sorted(
-        {(s, m) for run in runs for s in run.metadata["splits"] for m in _modalities(run)}
-    )
+    groups = sorted({(s, m) for run in runs for s in run.metadata.splits for m in _modalities(run)})
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     width = 0.8 / max(len(runs), 1)
     for ax, (key, label, percent) in zip(axes.flat, PLOT_METRICS, strict=True):
@@ -137,10 +134,7 @@ def plot_metrics(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]:
             ys: list[float] = []
             errs: list[list[float]] = [[], []]
             for position, (split, modality) in enumerate(groups):
-                cell = run.summary.get(split, {}).get(modality)
-                if not cell:
-                    continue
-                fig_ = figure(cell[key], percent)
+                fig_ = figure(run.summary.stat(split, modality, key), percent)
                 if fig_.value is None:
                     continue
                 xs.append(position + (index - (len(runs) - 1) / 2) * width)
@@ -159,18 +153,15 @@ def plot_metrics(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]:
 
 
 def plot_gap(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]:
-    splits = sorted({s for run in runs for s in run.metadata["splits"]})
+    splits = sorted({s for run in runs for s in run.metadata.splits})
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     width = 0.8 / max(len(splits), 1)
     for ax, (key, label, percent) in zip(axes.flat, PLOT_METRICS, strict=True):
         for index, split in enumerate(splits):
             xs, ys = [], []
             for position, run in enumerate(runs):
-                cells = run.summary.get(split, {})
-                if "multimodal" not in cells or "unimodal" not in cells:
-                    continue
-                multi = figure(cells["multimodal"][key], percent).value
-                uni = figure(cells["unimodal"][key], percent).value
+                multi = figure(run.summary.stat(split, "multimodal", key), percent).value
+                uni = figure(run.summary.stat(split, "unimodal", key), percent).value
                 if multi is None or uni is None:
                     continue
                 xs.append(position + (index - (len(splits) - 1) / 2) * width)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mtmcs.errors import DataError, Problem
 from mtmcs.protocol.stances import (
     ONSETS,
     PERSISTENCES,
@@ -27,9 +28,11 @@ from mtmcs.protocol.stances import (
 )
 from mtmcs.protocol.types import INTENTS, SPLITS
 from mtmcs.scoring.metrics import wilson_interval
-from mtmcs.scoring.records import json_lines, problem, read_dialogue_records, record_cell
+from mtmcs.scoring.records import read_dialogue_records, record_cell
+from mtmcs.scoring.rundir import STANCES_FILE, RunDir
+from mtmcs.scoring.runfiles import StanceRecord
 
-STANCES_FILE = "turn_stances.jsonl"
+__all__ = ["STANCES_FILE", "RunStances", "load_stances", "stance_breakdown", "stance_summary"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,30 +45,29 @@ class RunStances:
 
 def load_stances(run_dir: Path) -> RunStances | None:
     """The stances in `RUN_DIR/turn_stances.jsonl`, or `None` when the pass has not run."""
-    path = run_dir / STANCES_FILE
-    if not path.is_file():
+    run = RunDir(run_dir)
+    records = run.read_stances()
+    if records is None:
         return None
+    return run_stances(str(run.stances_path), records)
+
+
+def run_stances(source: str, records: Iterable[StanceRecord]) -> RunStances:
+    """The stances of checked records: each dialogue once, all from one judge."""
     judges: set[str] = set()
     stances: dict[str, tuple[Stance, ...]] = {}
-    for source, line in json_lines(path):
-        dialogue, values, judge = line.get("id"), line.get("stances"), line.get("judge")
-        if not isinstance(dialogue, str) or not dialogue:
-            raise problem(source, "no dialogue id", field="id")
-        if not isinstance(judge, str):
-            raise problem(source, f"dialogue {dialogue}: no judge name", field="judge")
-        if not isinstance(values, list) or not values or any(v not in STANCES for v in values):
-            raise problem(
-                source,
-                f"dialogue {dialogue}: stances must be a list of {', '.join(STANCES)}",
-                field="stances",
-            )
-        if dialogue in stances:
-            raise problem(source, f"dialogue {dialogue} is listed twice", field="id")
-        judges.add(judge)
-        stances[dialogue] = tuple(values)
+    for record in records:
+        if record.id in stances:
+            raise _problem(source, f"dialogue {record.id} is listed twice", "id")
+        judges.add(record.judge)
+        stances[record.id] = record.stances
     if len(judges) > 1:
-        raise problem(str(path), f"stances from several judges: {', '.join(sorted(judges))}")
+        raise _problem(source, f"stances from several judges: {', '.join(sorted(judges))}")
     return RunStances(judges.pop() if judges else "", stances)
+
+
+def _problem(source: str, message: str, field: str = "") -> DataError:
+    return DataError([Problem(source, "", None, field, message)])
 
 
 def share(count: int, n: int) -> dict[str, Any]:
