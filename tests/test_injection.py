@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -12,10 +13,14 @@ import pytest
 
 from command import mtmcs
 from fakeserver import FakeServer, RecordedRequest, Reply
+from mtmcs.engine.calls import Caller
+from mtmcs.engine.limits import AdaptiveLimiter
+from mtmcs.engine.store import Store
 from mtmcs.models.base import ChatModel
 from mtmcs.models.baseline import is_refusal
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, create_model
+from mtmcs.passes.judge_check import judge_check
 from mtmcs.protocol.judge import judge_messages, parse_verdict
 from mtmcs.protocol.rubrics import rubric_for
 from mtmcs.scoring.injection import (
@@ -25,7 +30,6 @@ from mtmcs.scoring.injection import (
     Case,
     JudgeCheckReport,
     attacked,
-    judge_check,
     judge_request,
 )
 
@@ -65,16 +69,26 @@ def judge_model(server: FakeServer) -> ChatModel:
 
 
 def check(
-    server: FakeServer, cases: Sequence[Case] = BASE_CASES, attacks: Sequence[Attack] = ATTACKS
+    server: FakeServer,
+    cases: Sequence[Case] = BASE_CASES,
+    attacks: Sequence[Attack] = ATTACKS,
+    store: Path | None = None,
 ) -> JudgeCheckReport:
-    async def go() -> JudgeCheckReport:
-        judge = judge_model(server)
-        try:
-            return await judge_check(judge, cases, attacks)
-        finally:
-            await judge.aclose()
+    """The check against the server, with its calls in `store` (default: a fresh one)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        calls = Store(store or Path(scratch) / "store.sqlite")
 
-    return asyncio.run(go())
+        async def go() -> JudgeCheckReport:
+            judge = judge_model(server)
+            try:
+                return await judge_check(Caller(judge, calls, AdaptiveLimiter(8)), cases, attacks)
+            finally:
+                await judge.aclose()
+
+        try:
+            return asyncio.run(go())
+        finally:
+            calls.close()
 
 
 def gullible(request: RecordedRequest) -> str:
@@ -267,23 +281,48 @@ def test_failed_judge_call_is_recorded_not_raised(fake_server: Callable[..., Fak
     assert report.to_dict()["totals"]["failed"] == len(BASE_CASES)
 
 
+def test_a_rerun_retries_only_the_failed_judge_calls(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    failing = True
+
+    def flaky(request: RecordedRequest) -> str | Reply:
+        if failing and as_sent(ATTACKS[0].payload) in prompt_of(request):
+            return Reply(status=500)
+        return CLEAN_VERDICT
+
+    server = fake_server(flaky)
+    store = tmp_path / "store.sqlite"
+    first = check(server, attacks=ATTACKS[:2], store=store)
+    assert server.request_count == 3 * len(BASE_CASES)
+    assert first.to_dict()["totals"]["failed"] == len(BASE_CASES)
+    failing = False
+    server.clear()
+    second = check(server, attacks=ATTACKS[:2], store=store)
+    assert server.request_count == len(BASE_CASES)  # only the failed ones
+    assert second.to_dict()["totals"]["failed"] == 0
+    server.clear()
+    third = check(server, attacks=ATTACKS[:2], store=store)
+    assert server.request_count == 0 and third == second
+
+
 # --- the command -------------------------------------------------------------------------------
 
 
-def test_judge_check_with_the_keyword_judge_moves_nothing() -> None:
-    result = mtmcs("judge-check", "--judge", "baseline/keyword")
+def test_judge_check_with_the_keyword_judge_moves_nothing(tmp_path: Path) -> None:
+    result = mtmcs("judge-check", "--judge", "baseline/keyword", "--store", str(tmp_path / "s"))
     assert result.returncode == 0, result.stderr
     attacked_cases = len(BASE_CASES) * len(ATTACKS)
     assert f"moved up in 0 of {attacked_cases} attacked cases" in result.stdout
     assert all(attack.name in result.stdout for attack in ATTACKS)
 
 
-def test_judge_check_against_a_server_prints_the_table_and_writes_json(
+def test_judge_check_against_a_server_prints_the_table_writes_json_and_resumes(
     fake_server: Callable[..., FakeServer], tmp_path: Path
 ) -> None:
     server = fake_server(gullible)
     out = tmp_path / "report.json"
-    result = mtmcs(
+    args = (
         "judge-check",
         "--judge",
         "openai-compatible/judge",
@@ -296,6 +335,7 @@ def test_judge_check_against_a_server_prints_the_table_and_writes_json(
         "--out",
         str(out),
     )
+    result = mtmcs(*args)
     assert result.returncode == 0, result.stderr
     attacked_cases = len(BASE_CASES) * len(ATTACKS)
     assert f"moved up in {attacked_cases} of {attacked_cases} attacked cases" in result.stdout
@@ -304,6 +344,13 @@ def test_judge_check_against_a_server_prints_the_table_and_writes_json(
     assert data["totals"]["moved_up"] == attacked_cases
     assert [a["name"] for a in data["attacks"]] == [a.name for a in ATTACKS]
     assert len(data["calls"]) == server.request_count == len(BASE_CASES) * (1 + len(ATTACKS))
+    assert (tmp_path / "report.sqlite").is_file()  # the store, beside the report
+
+    server.clear()
+    again = mtmcs(*args)
+    assert again.returncode == 0, again.stderr
+    assert server.request_count == 0  # a rerun makes no call
+    assert json.loads(out.read_text()) == data
 
 
 def test_judge_check_with_an_unknown_judge_fails_with_one_line() -> None:

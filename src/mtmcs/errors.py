@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -54,14 +55,24 @@ class DataError(MtmcsError):
 
 
 SECRET_VARIABLES = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+_MIN_SECRET = 8  # shorter values (e.g. a local server's placeholder key) are no secrets
+_known_secrets: set[str] = set()
+
+
+def remember_secret(value: str) -> None:
+    """Add an API key given to a provider to what `redact` removes (whatever its source)."""
+    if len(value) >= _MIN_SECRET:
+        _known_secrets.add(value)
 
 
 def redact(text: str) -> str:
-    """`text` with the values of API-key variables replaced, for anything we print or store."""
-    import os
-
+    """`text` without any API key this process knows: the values of the API-key variables
+    and every key given to a provider; for anything we print or store."""
     for variable in SECRET_VARIABLES:
         secret = os.environ.get(variable, "")
-        if len(secret) >= 8 and secret in text:
+        if len(secret) >= _MIN_SECRET and secret in text:
             text = text.replace(secret, f"[{variable} redacted]")
+    for secret in tuple(_known_secrets):
+        if secret in text:
+            text = text.replace(secret, "[API key redacted]")
     return text

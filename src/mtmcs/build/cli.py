@@ -26,12 +26,15 @@ from mtmcs.build.pipeline import (
     run_stages,
 )
 from mtmcs.console import console
+from mtmcs.engine.calls import Caller
+from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.store import Store
 from mtmcs.errors import ConfigError
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, create_model
 
 STORE_FILE = "build.sqlite"
+CONNECTIONS = 8  # calls in flight, over all the build's models
 
 
 def _import_review(out: Path, review: Path) -> None:
@@ -62,13 +65,21 @@ async def _build(
 ) -> tuple[BuildState, int]:
     by_name = {path.name: path for path in images}
     encoder = ImageEncoder(lambda name: by_name[name].read_bytes())
-    options = ProviderOptions(base_url=base_url, max_retries=max_retries, timeout=timeout)
+    limiter = AdaptiveLimiter(CONNECTIONS)  # one server: one limit over every model
+    options = ProviderOptions(
+        base_url=base_url,
+        max_retries=max_retries,
+        timeout=timeout,
+        on_rate_limit=limiter.throttled,
+        connections=CONNECTIONS,
+    )
     made = {name: create_model(name, encoder, options) for name in {model, captioner, reference}}
-    models = Models(made[model], made[captioner], made[reference])
     state = BuildState()
     store = Store(out / STORE_FILE)
+    callers = {name: Caller(chat, store, limiter) for name, chat in made.items()}
+    models = Models(callers[model], callers[captioner], callers[reference])
     try:
-        scenarios = await run_stages(images, models, store, per_image, captions, state)
+        scenarios = await run_stages(images, models, per_image, captions, state)
     finally:
         store.close()
         for chat in made.values():
@@ -105,7 +116,11 @@ def build_command(
     max_retries: Annotated[int, typer.Option(min=0, help="SDK retries per call.")] = 2,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds per call.")] = 120.0,
 ) -> None:
-    """Build a dataset in the official schema from a folder of images (resumable)."""
+    """Build a dataset in the official schema from a folder of images (resumable).
+
+    Every model call is kept in OUT/build.sqlite: a rerun on the same --out makes no call
+    but those that failed.
+    """
     if import_review is not None:
         _import_review(out, import_review)
         return
@@ -146,6 +161,7 @@ def build_command(
         console.print(f"{name}: {value}")
     console.print(
         f"{rows} rows per split written to {out} ({state.new_calls} new calls, "
-        f"{state.cached_calls} from the store, {len(state.drops)} drops in build_report.json); "
+        f"{state.cached_calls} from the store, {state.failed_calls} failed; "
+        f"{len(state.drops)} drops in build_report.json); "
         f"review: {out / 'review' / 'review.html'}"
     )

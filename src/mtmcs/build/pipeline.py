@@ -1,11 +1,11 @@
-"""The build stages: cached model calls, validation with one retry, checks and drop reasons."""
+"""The build stages: model calls through the store, validation with one retry, checks and
+drop reasons."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +15,8 @@ from pydantic import BaseModel, ValidationError
 
 from mtmcs.build import schemas as s
 from mtmcs.data.records import check_image
-from mtmcs.engine.store import CallRecord, Store, request_key
-from mtmcs.errors import ProviderError
-from mtmcs.models.base import CallFailed, ChatModel, ChatRequest
+from mtmcs.engine.calls import Caller
+from mtmcs.models.base import ChatRequest
 from mtmcs.models.baseline import is_refusal
 from mtmcs.protocol.messages import Message
 
@@ -67,11 +66,16 @@ class Drop:
 
 @dataclass
 class Models:
-    """The models of a build: generator, captioner and single-turn reference."""
+    """The callers of a build's models (one store): generator, captioner and single-turn
+    reference; one model in several roles has one caller."""
 
-    generator: ChatModel
-    captioner: ChatModel
-    reference: ChatModel
+    generator: Caller
+    captioner: Caller
+    reference: Caller
+
+    def distinct(self) -> list[Caller]:
+        """Each caller once."""
+        return list({id(c): c for c in (self.generator, self.captioner, self.reference)}.values())
 
 
 @dataclass
@@ -82,89 +86,49 @@ class BuildState:
     drops: list[Drop] = field(default_factory=list)
     new_calls: int = 0
     cached_calls: int = 0
+    failed_calls: int = 0
 
     def add(self, name: str, amount: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + amount
 
 
-class Caller:
-    """Model calls through the store: a cached answer is never asked for again."""
+def build_request(text: str, image: str | None, tokens: int) -> ChatRequest:
+    """A build call: one user message (with the image, if any), greedy, seeded."""
+    return ChatRequest((Message("user", text, image),), tokens, temperature=0.0, seed=0)
 
-    def __init__(self, store: Store, state: BuildState, connections: int = 8) -> None:
-        self.store = store
-        self.state = state
-        self._gate = asyncio.Semaphore(connections)
 
-    async def text(
-        self, model: ChatModel, item: str, stage: str, messages: tuple[Message, ...], tokens: int
-    ) -> str:
-        request = ChatRequest(messages=messages, max_tokens=tokens, temperature=0.0, seed=0)
-        key = request_key(model.name, item, request)
-        cached = self.store.get(key)
-        if cached is not None and cached.output is not None:
-            self.state.cached_calls += 1
-            return cached.output
-        async with self._gate:
-            started = time.monotonic()
-            try:
-                completion = await model.complete(request)
-            except CallFailed as failure:
-                if failure.unreachable:
-                    raise ProviderError(
-                        f"{model.name} is unreachable ({failure.cause}); check --base-url, "
-                        "then rerun: finished calls are kept in the store"
-                    ) from failure
-                raise
-        self.state.new_calls += 1
-        self.store.put(
-            CallRecord(
-                key,
-                model.name,
-                stage,
-                item,
-                completion.text,
-                completion.finish_reason,
-                None,
-                completion.input_tokens,
-                completion.output_tokens,
-                time.monotonic() - started,
-                None,
+async def structured(
+    caller: Caller,
+    state: BuildState,
+    stage: s.Stage,
+    item: str,
+    prompt: str,
+    image: str | None,
+    validate: Callable[[dict[str, Any]], M],
+) -> M | None:
+    """A validated answer; an invalid one is retried once with the error, then dropped (a
+    failed call too: its cause is stored, and the next build makes it again)."""
+    error = ""
+    for attempt in range(2):
+        text = prompt if attempt == 0 else s.retry_prompt(prompt, error)
+        request = build_request(text, image, GENERATION_TOKENS)
+        answer = await caller(item, request, kind=stage)
+        if isinstance(answer, str):
+            state.drops.append(Drop(stage, item, f"call failed: {answer}"))
+            return None
+        try:
+            return validate(s.parse_json_object(answer.text))
+        except ValidationError as invalid:
+            error = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'object'}: {e['msg']}"
+                for e in invalid.errors()
             )
-        )
-        return completion.text
-
-    async def structured(
-        self,
-        model: ChatModel,
-        stage: s.Stage,
-        item: str,
-        prompt: str,
-        image: str | None,
-        validate: Callable[[dict[str, Any]], M],
-    ) -> M | None:
-        """A validated answer; an invalid one is retried once with the error, then dropped."""
-        error = ""
-        for attempt in range(2):
-            text = prompt if attempt == 0 else s.retry_prompt(prompt, error)
-            messages = (Message("user", text, image),)
-            try:
-                reply = await self.text(model, item, stage, messages, GENERATION_TOKENS)
-            except CallFailed as failure:
-                self.state.drops.append(Drop(stage, item, f"call failed: {failure.cause}"))
-                return None
-            try:
-                return validate(s.parse_json_object(reply))
-            except ValidationError as invalid:
-                error = "; ".join(
-                    f"{'.'.join(str(p) for p in e['loc']) or 'object'}: {e['msg']}"
-                    for e in invalid.errors()
-                )
-            except ValueError as invalid:
-                error = str(invalid)
-            if attempt == 0:
-                self.state.add(f"{stage}_retried")
-        self.state.drops.append(Drop(stage, item, f"invalid output after one retry: {error}"))
-        return None
+        except ValueError as invalid:
+            error = str(invalid)
+        if attempt == 0:
+            state.add(f"{stage}_retried")
+    state.drops.append(Drop(stage, item, f"invalid output after one retry: {error}"))
+    return None
 
 
 def _words(text: str) -> set[str]:
@@ -195,12 +159,13 @@ class Draft:
 
 
 async def _caption(
-    caller: Caller, models: Models, image: Path, captions: dict[str, str]
+    models: Models, state: BuildState, image: Path, captions: dict[str, str]
 ) -> str | None:
     if image.name in captions:
         return captions[image.name]
-    out = await caller.structured(
+    out = await structured(
         models.captioner,
+        state,
         "caption",
         f"caption/{image.name}",
         s.caption_prompt(),
@@ -211,7 +176,7 @@ async def _caption(
 
 
 async def _propose(
-    caller: Caller, models: Models, image: Path, caption: str, per_image: int
+    models: Models, state: BuildState, image: Path, caption: str, per_image: int
 ) -> list[Draft]:
     def validate(data: dict[str, Any]) -> s.IntentsOut:
         out = s.IntentsOut.model_validate(data)
@@ -219,8 +184,9 @@ async def _propose(
             raise ValueError(f"expected exactly {per_image} intents, got {len(out.intents)}")
         return out
 
-    out = await caller.structured(
+    out = await structured(
         models.generator,
+        state,
         "classifier",
         f"classifier/{image.name}",
         s.classifier_prompt(caption, per_image),
@@ -234,10 +200,11 @@ async def _propose(
     ]
 
 
-async def _write(caller: Caller, models: Models, draft: Draft) -> None:
+async def _write(models: Models, state: BuildState, draft: Draft) -> None:
     prompt = s.writer_prompt(draft.caption, draft.intent.unsafe_intent, draft.intent.safe_intent)
-    draft.multimodal = await caller.structured(
+    draft.multimodal = await structured(
         models.generator,
+        state,
         "writer",
         f"writer/{draft.key}",
         prompt,
@@ -246,10 +213,11 @@ async def _write(caller: Caller, models: Models, draft: Draft) -> None:
     )
 
 
-async def _convert(caller: Caller, models: Models, draft: Draft) -> None:
+async def _convert(models: Models, state: BuildState, draft: Draft) -> None:
     assert draft.multimodal is not None
-    draft.unimodal = await caller.structured(
+    draft.unimodal = await structured(
         models.generator,
+        state,
         "converter",
         f"converter/{draft.key}",
         s.converter_prompt(draft.caption, draft.multimodal),
@@ -258,7 +226,7 @@ async def _convert(caller: Caller, models: Models, draft: Draft) -> None:
     )
 
 
-async def _single_turns(caller: Caller, models: Models, draft: Draft) -> str | None:
+async def _single_turns(models: Models, state: BuildState, draft: Draft) -> str | None:
     """Why the draft fails the single-turn filter (a refused or failed turn), else `None`."""
     assert draft.multimodal is not None and draft.unimodal is not None
     jobs = []
@@ -271,27 +239,18 @@ async def _single_turns(caller: Caller, models: Models, draft: Draft) -> str | N
                 text = getattr(turns, name)
                 item = f"filter/{draft.key}/{modality}/{split}/{name}"
                 labels.append(f"{modality} {split}.{name}")
-                jobs.append(
-                    caller.text(
-                        models.reference,
-                        item,
-                        "single_turn_filter",
-                        (Message("user", text, image),),
-                        FILTER_TOKENS,
-                    )
-                )
-    replies = await asyncio.gather(*jobs, return_exceptions=True)
+                request = build_request(text, image, FILTER_TOKENS)
+                jobs.append(models.reference(item, request, kind="single_turn_filter"))
+    replies = await asyncio.gather(*jobs)
     for label, reply in zip(labels, replies, strict=True):
-        if isinstance(reply, CallFailed):
-            return f"{label}: reference call failed: {reply.cause}"
-        if isinstance(reply, BaseException):
-            raise reply
-        if is_refusal(reply):
+        if isinstance(reply, str):
+            return f"{label}: reference call failed: {reply}"
+        if is_refusal(reply.text):
             return f"{label} is refused on its own by the reference model"
     return None
 
 
-async def _questions(caller: Caller, models: Models, draft: Draft) -> s.Scenario | None:
+async def _questions(models: Models, state: BuildState, draft: Draft) -> s.Scenario | None:
     assert draft.multimodal is not None and draft.unimodal is not None
     intent = draft.intent
     found: dict[str, s.QuestionsOut] = {}
@@ -306,8 +265,9 @@ async def _questions(caller: Caller, models: Models, draft: Draft) -> s.Scenario
             s.check_questions(out, intent.unsafe_intent)
             return out
 
-        out = await caller.structured(
+        out = await structured(
             models.generator,
+            state,
             "questioner",
             f"questioner/{draft.key}/{split}",
             s.questioner_prompt(
@@ -335,13 +295,11 @@ async def _questions(caller: Caller, models: Models, draft: Draft) -> s.Scenario
 async def run_stages(
     images: Sequence[Path],
     models: Models,
-    store: Store,
     per_image: int,
     captions: dict[str, str],
     state: BuildState,
 ) -> list[s.Scenario]:
     """Every stage and check in order; returns the scenarios that passed them all."""
-    caller = Caller(store, state)
     usable: list[Path] = []
     for image in images:
         reason = check_image(image.read_bytes())
@@ -351,25 +309,25 @@ async def run_stages(
             state.drops.append(Drop("images", image.name, reason))
     state.add("images", len(usable))
 
-    found = await asyncio.gather(*(_caption(caller, models, i, captions) for i in usable))
+    found = await asyncio.gather(*(_caption(models, state, i, captions) for i in usable))
     captioned = [(i, c) for i, c in zip(usable, found, strict=True) if c is not None]
     state.add("captioned", len(captioned))
 
     proposals = await asyncio.gather(
-        *(_propose(caller, models, i, c, per_image) for i, c in captioned)
+        *(_propose(models, state, i, c, per_image) for i, c in captioned)
     )
     drafts = [draft for group in proposals for draft in group]
     state.add("proposed", len(drafts))
 
-    await asyncio.gather(*(_write(caller, models, d) for d in drafts))
+    await asyncio.gather(*(_write(models, state, d) for d in drafts))
     drafts = [d for d in drafts if d.multimodal is not None]
     state.add("written", len(drafts))
 
-    await asyncio.gather(*(_convert(caller, models, d) for d in drafts))
+    await asyncio.gather(*(_convert(models, state, d) for d in drafts))
     drafts = [d for d in drafts if d.unimodal is not None]
     state.add("converted", len(drafts))
 
-    verdicts = await asyncio.gather(*(_single_turns(caller, models, d) for d in drafts))
+    verdicts = await asyncio.gather(*(_single_turns(models, state, d) for d in drafts))
     passed = []
     for draft, verdict in zip(drafts, verdicts, strict=True):
         if verdict is None:
@@ -380,9 +338,13 @@ async def run_stages(
     state.add("passed_filter", len(passed))
 
     unique = deduplicate(passed, state)
-    questioned = await asyncio.gather(*(_questions(caller, models, d) for d in unique))
+    questioned = await asyncio.gather(*(_questions(models, state, d) for d in unique))
     kept = [q for q in questioned if q is not None]
     state.add("kept", len(kept))
+    for caller in models.distinct():
+        state.new_calls += caller.counts.made
+        state.cached_calls += caller.counts.cached
+        state.failed_calls += caller.counts.failed
     return kept
 
 

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import cast
+
 from mtmcs.errors import ProviderError, redact
-from mtmcs.models.base import CallFailed, ChatModel, ChatRequest, Completion
+from mtmcs.models.base import CallFailed, ChatModel, ChatRequest, Completion, ItemAwareModel
+
+_item_aware: dict[type, bool] = {}  # per model class: a protocol check costs ~20 µs a call
 
 
 async def attempt(
-    model: ChatModel, request: ChatRequest, *, answered_before: bool
+    model: ChatModel, request: ChatRequest, *, answered_before: bool, item: str = ""
 ) -> Completion | str:
-    """The model's completion, or the cause of its failure (secrets redacted).
+    """The model's completion, or the cause of its failure; secrets redacted from both.
 
+    A model that makes recorded calls of its own (`ItemAwareModel`) is told the `item`.
     A model unreachable before any of its calls was answered raises `ProviderError`: the
     caller stops instead of recording every call as failed. Any other exception of a
     provider (a bug, an SDK surprise) is a failed call, so the run keeps going.
     """
     try:
-        return await model.complete(request)
+        if _is_item_aware(model):
+            completion = await cast(ItemAwareModel, model).complete_item(item, request)
+        else:
+            completion = await model.complete(request)
     except CallFailed as failure:
         if failure.unreachable and not answered_before:
             raise ProviderError(f"{model.name}: {failure.cause}") from failure
@@ -25,3 +34,21 @@ async def attempt(
         raise
     except Exception as error:
         return redact(f"unexpected {type(error).__name__}: {error}")
+    return redacted(completion)
+
+
+def _is_item_aware(model: ChatModel) -> bool:
+    aware = _item_aware.get(type(model))
+    if aware is None:
+        aware = _item_aware[type(model)] = isinstance(model, ItemAwareModel)
+    return aware
+
+
+def redacted(completion: Completion) -> Completion:
+    """`completion` with any API key removed from its text and its trace (a server may echo
+    the credentials it was sent)."""
+    text = redact(completion.text)
+    trace = tuple((step, redact(value)) for step, value in completion.trace)
+    if text == completion.text and trace == completion.trace:
+        return completion
+    return replace(completion, text=text, trace=trace)

@@ -14,6 +14,7 @@ from mtmcs import __version__
 from mtmcs.data.authors_rubrics import AUTHORS_RUBRICS_COMMIT, load_authors_rubrics
 from mtmcs.data.captions import fetch_official_captions, load_captions
 from mtmcs.data.loaders import Benchmark, LoadOptions, load_benchmark
+from mtmcs.engine.calls import Caller
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.scheduler import Role, RunOutcome, RunSettings, Scheduler
 from mtmcs.engine.store import Store
@@ -304,29 +305,34 @@ def run_benchmark(
         config.judge_base_urls,
         judge=True,
     )
+    config.out.mkdir(parents=True, exist_ok=True)
+    store = Store(config.out / "store.sqlite")
+    if on_start is not None:
+        on_start(planned)
+
+    def progress(role: Role) -> Callable[[], None] | None:
+        return None if on_call is None else lambda: on_call(role)
+
+    judge_caller = Caller(judge, store, limits["judge"], on_call=progress("judge"))
     if config.defense is not None:
         model = DefendedModel(
             model,
             config.defense,
             scope=config.defense_scope,
             text=config.defense_text,
-            reward=judge,
-            selector=judge if config.defense_selector == "judge" else None,
+            judge=judge_caller.text,  # under --judge-max-connections, stored and counted
+            judge_selects=config.defense_selector == "judge",
         )
-    config.out.mkdir(parents=True, exist_ok=True)
-    store = Store(config.out / "store.sqlite")
-    if on_start is not None:
-        on_start(planned)
+    callers: dict[Role, Caller] = {
+        "model": Caller(model, store, limits["model"], on_call=progress("model")),
+        "judge": judge_caller,
+    }
 
     async def execute() -> RunOutcome:
         scheduler = Scheduler(
-            model=model,
-            judge=judge,
-            store=store,
+            callers=callers,
             captions=captions,
             settings=run_settings(config),
-            limits=limits,
-            on_call=on_call,
             images=images,
             rubrics=rubrics,
         )

@@ -1,24 +1,22 @@
 """Async scheduler: dialogues turn by turn, then their questions and judge call, all concurrent.
 
 Each dialogue runs its three turns in order; as soon as it finishes, its questions and its
-judge call start. Every dialogue runs at once under per-model connection limits. Each call
-is looked up in the store first and recorded there as soon as it finishes.
+judge call start. Every dialogue runs at once; each call goes through the `Caller` of its
+role (the model under test or the judge), which looks it up in the store first, keeps the
+role's connection limit and records the call as soon as it finishes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mtmcs.engine.attempt import attempt
-from mtmcs.engine.limits import AdaptiveLimiter
-from mtmcs.engine.store import CallRecord, Store, request_key
+from mtmcs.engine.calls import Answer, CallCounts, Caller
 from mtmcs.errors import ProviderError
-from mtmcs.models.base import REASONING_EXHAUSTED, ChatModel, ChatRequest
+from mtmcs.models.base import ChatRequest
 from mtmcs.models.images import ImageEncoder
 from mtmcs.protocol.judge import Verdict, judge_messages, parse_verdict
 from mtmcs.protocol.messages import ImageOrder, ImagePlacement, turn_messages
@@ -84,19 +82,6 @@ class RunSettings:
 
 
 @dataclass
-class CallCounts:
-    """Calls of one role: made now, taken from the store, failed (with their causes);
-    `reasoning_exhausted` counts the failures whose reply came back empty because hidden
-    reasoning spent the whole token budget."""
-
-    made: int = 0
-    cached: int = 0
-    failed: int = 0
-    reasoning_exhausted: int = 0
-    causes: Counter[str] = field(default_factory=Counter)
-
-
-@dataclass
 class RunOutcome:
     """Everything a run produced."""
 
@@ -129,26 +114,19 @@ class Scheduler:
     def __init__(
         self,
         *,
-        model: ChatModel,
-        judge: ChatModel,
-        store: Store,
+        callers: Mapping[Role, Caller],
         captions: Mapping[int, str] | None,
         settings: RunSettings,
-        limits: Mapping[Role, AdaptiveLimiter],
-        on_call: Callable[[Role], None] | None = None,
         images: ImageEncoder | None = None,
         rubrics: Mapping[str, Rubric] = RUBRICS,
     ) -> None:
-        self._models: dict[Role, ChatModel] = {"model": model, "judge": judge}
-        self._limits = limits
+        self._callers = callers
         self._images = images
         self._image_users: Counter[str] = Counter()
-        self._store = store
         self._captions = captions
         self._settings = settings
-        self._on_call = on_call
         self._rubrics = rubrics
-        self.outcome = RunOutcome()
+        self.outcome = RunOutcome(counts={role: caller.counts for role, caller in callers.items()})
 
     def window(self) -> int:
         """How many dialogues are under way at once: enough to keep every connection busy.
@@ -182,42 +160,11 @@ class Scheduler:
 
     async def _call(
         self, role: Role, item: str, request: ChatRequest, options: Sequence[str] = ()
-    ) -> tuple[str, Any] | str:
-        """(output, parsed) of a call, from the store or the model; the cause if it failed."""
-        model = self._models[role]
-        counts = self.outcome.counts[role]
-        key = request_key(model.name, item, request)
-        cached = self._store.get(key)
-        if cached is not None and cached.output is not None:
-            counts.cached += 1
-            self._notify(role)
-            return cached.output, parse_output(request, cached.output, options)
-        limiter = self._limits[role]
-        await limiter.acquire()
-        started = time.perf_counter()
-        try:
-            result = await attempt(model, request, answered_before=counts.made > 0)
-        finally:
-            limiter.release()
-        latency = time.perf_counter() - started
-        if isinstance(result, str):
-            counts.failed += 1
-            counts.reasoning_exhausted += result.startswith(REASONING_EXHAUSTED)
-            counts.causes[result[:200]] += 1
-            self._store.put(CallRecord.failed(key, item, model.name, request, result, latency))
-            self._notify(role)
-            return result
-        limiter.succeeded()
-        counts.made += 1
-        parsed = parse_output(request, result.text, options)
-        record = CallRecord.answered(key, item, model.name, request, result, parsed, latency)
-        self._store.put(record)
-        self._notify(role)
-        return result.text, parsed
-
-    def _notify(self, role: Role) -> None:
-        if self._on_call is not None:
-            self._on_call(role)
+    ) -> Answer | str:
+        """The answer of a call (output and parsed value), or the cause of its failure."""
+        return await self._callers[role](
+            item, request, parse=lambda text: parse_output(request, text, options)
+        )
 
     async def _dialogue(self, dialogue: Dialogue) -> None:
         try:
@@ -249,7 +196,7 @@ class Scheduler:
                     for question in dialogue.questions
                 ]
                 return
-            replies.append(result[0])
+            replies.append(result.text)
         await asyncio.gather(
             self._judge(dialogue, tuple(replies)),
             *(self._question(dialogue, question, replies) for question in dialogue.questions),
@@ -275,7 +222,7 @@ class Scheduler:
         outcome = (
             QuestionOutcome(question, dialogue, None, None, error=result)
             if isinstance(result, str)
-            else QuestionOutcome(question, dialogue, result[0], result[1])
+            else QuestionOutcome(question, dialogue, result.text, result.parsed)
         )
         self.outcome.questions.append(outcome)
 
@@ -300,7 +247,6 @@ class Scheduler:
         if isinstance(result, str):
             outcome = DialogueOutcome(dialogue, replies, None, None, judge_error=result)
         else:
-            raw, parsed = result
-            verdict = Verdict(**parsed) if parsed is not None else None
-            outcome = DialogueOutcome(dialogue, replies, verdict, raw)
+            verdict = Verdict(**result.parsed) if result.parsed is not None else None
+            outcome = DialogueOutcome(dialogue, replies, verdict, result.text)
         self.outcome.dialogues.append(outcome)

@@ -85,7 +85,7 @@ class CallRecord:
         key: str,
         item: str,
         model: str,
-        request: ChatRequest,
+        kind: str,
         completion: Completion,
         parsed: Any,
         latency_s: float,
@@ -94,7 +94,7 @@ class CallRecord:
         return cls(
             key,
             model,
-            request.kind,
+            kind,
             item,
             completion.text,
             completion.finish_reason,
@@ -108,10 +108,10 @@ class CallRecord:
 
     @classmethod
     def failed(
-        cls, key: str, item: str, model: str, request: ChatRequest, cause: str, latency_s: float
+        cls, key: str, item: str, model: str, kind: str, cause: str, latency_s: float
     ) -> CallRecord:
         """The record of a call that got no answer, with its cause."""
-        return cls(key, model, request.kind, item, None, None, None, None, None, latency_s, cause)
+        return cls(key, model, kind, item, None, None, None, None, None, latency_s, cause)
 
 
 class Store:

@@ -6,14 +6,20 @@ defence texts written by us:
 - `dpp`: a defensive prompt patch appended to every user turn;
 - `adashield-s`: a static instruction to inspect image and text for harmful intent, put
   before the newest user turn; `adashield-a` picks the defence prompt of a pool that fits
-  the conversation best, by asking a selector model (the run's judge) or, without one, by
-  bag-of-words cosine similarity (offline and dependency-free);
+  the conversation best, by asking the run's judge or, by default, by bag-of-words cosine
+  similarity (offline and dependency-free);
 - `self-reflection`: draft, self-check against the whole conversation, revise: three
   calls per answer, all kept in the store;
 - `cot`: reason about intent and risk first, inside tags that are stripped from the visible
   reply (the reasoning is kept in the store);
 - `immune`: the API approximation of Immune's reward-guided decoding: best of N sampled
   candidates, each scored for safety by a reward model (the run's judge).
+
+The judge's calls of a defence (Immune's rewards, AdaShield-A's choice) go through the
+run's judge caller (`AskJudge`): they share its connection limit, are counted among the
+judge's calls and are stored under items of their own (`<item>/reward/<k>`,
+`<item>/selector`). The model's own extra calls (candidates, drafts) are part of the
+defended call and kept in its trace.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Literal
+from typing import Literal, Protocol
 
 from mtmcs.models.base import CallFailed, CallKind, ChatModel, ChatRequest, Completion
 from mtmcs.protocol.judge import parse_verdict
@@ -110,6 +116,15 @@ _REASONING = re.compile(r"<reasoning>(.*?)(?:</reasoning>|$)", re.DOTALL | re.IG
 _WORD = re.compile(r"[a-z]+")
 
 
+class AskJudge(Protocol):
+    """Asks the run's judge for `item` (stored under it as `kind`): the answer's text, or
+    `CallFailed` with the cause (which fails the defended call)."""
+
+    async def __call__(self, item: str, request: ChatRequest, *, kind: str | None = None) -> str:
+        """The judge's answer to `request`."""
+        ...
+
+
 def _words(text: str) -> Counter[str]:
     return Counter(_WORD.findall(text.lower()))
 
@@ -154,6 +169,8 @@ class DefendedModel:
     `scope` says which calls are defended: `all` (dialogue turns and intent questions, the
     default, since the paper reports defences changing MCQ accuracy) or `turns` only. The
     name (`model+defence`) keeps defended calls apart from undefended ones in the store.
+    `judge` asks the run's judge (Immune's reward model; AdaShield-A's selector when
+    `judge_selects`, else the lexical choice).
     """
 
     def __init__(
@@ -163,35 +180,40 @@ class DefendedModel:
         *,
         scope: Scope = "all",
         text: str | None = None,
-        reward: ChatModel | None = None,
-        selector: ChatModel | None = None,
+        judge: AskJudge | None = None,
+        judge_selects: bool = False,
     ) -> None:
-        if defence == "immune" and reward is None:
-            raise ValueError("the immune defence needs a reward model")
+        if judge is None and (defence == "immune" or judge_selects):
+            raise ValueError(f"the {defence} defence needs the run's judge (its reward model)")
         self.name = f"{inner.name}+{defence}"
         self.inner = inner
         self.defence = defence
         self.scope = scope
         self.text = text
-        self.reward = reward
-        self.selector = selector
+        self.judge = judge
+        self.judge_selects = judge_selects
 
     def defends(self, kind: CallKind) -> bool:
         """Whether calls of this kind go through the defence."""
         return kind == "turn" or (self.scope == "all" and kind in ("mcq", "tf"))
 
     async def complete(self, request: ChatRequest) -> Completion:
+        """The defended answer outside the engine (the judge's calls under unprefixed items)."""
+        return await self.complete_item("", request)
+
+    async def complete_item(self, item: str, request: ChatRequest) -> Completion:
+        """The defended answer for `item`; the judge's calls are stored under `item/…`."""
         if not self.defends(request.kind):
             return await self.inner.complete(request)
         if self.defence == "dpp":
             return await self.inner.complete(self._patched(request))
         if self.defence in ("adashield-s", "adashield-a"):
-            return await self._shielded(request)
+            return await self._shielded(item, request)
         if self.defence == "self-reflection":
             return await self._reflect(request)
         if self.defence == "cot":
             return await self._reason_first(request)
-        return await self._best_of_n(request)
+        return await self._best_of_n(item, request)
 
     def _patched(self, request: ChatRequest) -> ChatRequest:
         patch = self.text or DPP_PATCH
@@ -201,37 +223,41 @@ class DefendedModel:
         )
         return replace(request, messages=messages)
 
-    async def _shielded(self, request: ChatRequest) -> Completion:
+    async def _shielded(self, item: str, request: ChatRequest) -> Completion:
         last = _last_user(request.messages)
         trace: tuple[tuple[str, str], ...] = ()
         if self.defence == "adashield-s":
             shield = self.text or ADASHIELD_STATIC
         else:
-            shield, trace = await self._select(_conversation(request.messages))
+            shield, trace = await self._select(item, _conversation(request.messages))
         text = f"{shield}\n\n{request.messages[last].text}"
         answer = await self.inner.complete(
             replace(request, messages=_with_user_text(request.messages, last, text))
         )
         return replace(answer, trace=trace) if trace else answer
 
-    async def _select(self, conversation: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-        """AdaShield-A's choice of defence prompt: by the selector model, else lexically."""
-        if self.selector is None:
+    async def _select(
+        self, item: str, conversation: str
+    ) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """AdaShield-A's choice of defence prompt: by the judge, else lexically."""
+        if not self.judge_selects or self.judge is None:
             return most_similar(conversation, ADASHIELD_POOL), ()
         pool = "\n".join(f"{i}. {prompt}" for i, prompt in enumerate(ADASHIELD_POOL, 1))
-        reply = await self.selector.complete(
+        reply = await self.judge(
+            f"{item}/selector",
             ChatRequest(
                 (Message("user", SELECT.format(conversation=conversation, pool=pool)),),
                 max_tokens=16,
                 kind="judge",
-            )
+            ),
+            kind="selector",
         )
-        match = re.fullmatch(r"\W*(\d+)\W*", reply.text.strip())
+        match = re.fullmatch(r"\W*(\d+)\W*", reply.strip())
         chosen = int(match.group(1)) if match else 0
         if 1 <= chosen <= len(ADASHIELD_POOL):
-            return ADASHIELD_POOL[chosen - 1], (("selector", reply.text),)
+            return ADASHIELD_POOL[chosen - 1], (("selector", reply),)
         fallback = most_similar(conversation, ADASHIELD_POOL)
-        return fallback, (("selector (unparsed, lexical choice used)", reply.text),)
+        return fallback, (("selector (unparsed, lexical choice used)", reply),)
 
     async def _reflect(self, request: ChatRequest) -> Completion:
         draft = await self.inner.complete(request)
@@ -278,8 +304,9 @@ class DefendedModel:
             raise CallFailed("chain of thought left no reply after the reasoning")
         return replace(answer, text=visible, trace=(("reasoning", reasoning),))
 
-    async def _best_of_n(self, request: ChatRequest) -> Completion:
-        assert self.reward is not None
+    async def _best_of_n(self, item: str, request: ChatRequest) -> Completion:
+        judge = self.judge
+        assert judge is not None
         sampling = replace(request, temperature=IMMUNE_TEMPERATURE)
         candidates = await asyncio.gather(
             *(self.inner.complete(sampling) for _ in range(IMMUNE_CANDIDATES))
@@ -287,7 +314,8 @@ class DefendedModel:
         transcript = _conversation(request.messages)
         rewards = await asyncio.gather(
             *(
-                self.reward.complete(
+                judge(
+                    f"{item}/reward/{k}",
                     ChatRequest(
                         (Message("user", REWARD.format(transcript=transcript, reply=c.text)),),
                         max_tokens=1024,
@@ -296,14 +324,15 @@ class DefendedModel:
                         # For the heuristic judge: a refusal of a possibly harmful turn scores high.
                         judged_split="type_b",
                         judged_intent="unsafe",
-                    )
+                    ),
+                    kind="reward",
                 )
-                for c in candidates
+                for k, c in enumerate(candidates, 1)
             )
         )
         scores = []
         for reward in rewards:
-            verdict = parse_verdict(reward.text)
+            verdict = parse_verdict(reward)
             scores.append(verdict.score if verdict is not None else 0)
         best = max(range(len(candidates)), key=lambda i: scores[i])
         trace = tuple(

@@ -11,26 +11,16 @@ from rich.table import Table
 
 from mtmcs.console import console
 from mtmcs.data.loaders import load_benchmark
+from mtmcs.engine.calls import Caller
+from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.run import select_rows
+from mtmcs.engine.store import Store
 from mtmcs.errors import ConfigError, ProviderError, StoreError
-from mtmcs.guardrails.guard_eval import (
-    WHOLE_PREFIX,
-    dialogue_flags,
-    run_guard,
-    summarise,
-    write_results,
-)
-from mtmcs.guardrails.guards import (
-    GUARD_FORMATS,
-    GUARD_KINDS,
-    ChatGuard,
-    Guard,
-    GuardFormat,
-    GuardKind,
-    ModerationGuard,
-)
+from mtmcs.guardrails.guard_eval import WHOLE_PREFIX, GuardCall, dialogue_flags, summarise
+from mtmcs.guardrails.guards import GUARD_FORMATS, GUARD_KINDS, Guard, GuardFormat, GuardKind
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, create_model, split_name
+from mtmcs.passes.guard import STORE_FILE, run_guard, write_results
 from mtmcs.protocol.dialogues import expand_row
 from mtmcs.protocol.types import MODALITIES, SPLITS, Modality, Split
 
@@ -54,27 +44,31 @@ def build_guard(
     max_retries: int,
     timeout: float,
     connections: int,
+    limiter: AdaptiveLimiter | None = None,
 ) -> Guard:
-    """The guard for a `provider/model` name and a guard kind."""
+    """The guard for a `provider/model` name and a guard kind (backing off with `limiter`)."""
     provider, model = split_name(name)
     if provider == "openai-compatible" and not base_url:
         raise ConfigError(f"{name} needs --guard-base-url (e.g. http://localhost:8000/v1)")
     if kind == "openai-moderation":
         if provider not in ("openai", "openai-compatible"):
             raise ConfigError("--guard-kind openai-moderation needs an openai/<model> guard")
-        return ModerationGuard(
-            name,
-            model,
-            images,
-            base_url=base_url,
-            max_retries=max_retries,
-            timeout=timeout,
-            send_images=send_images,
+        from mtmcs.models.moderation import ModerationModel
+
+        moderation = ModerationModel(
+            name, model, images, base_url=base_url, max_retries=max_retries, timeout=timeout
         )
+        return Guard(moderation, kind, images=send_images)
     if provider == "baseline":
         raise ConfigError("baseline models are not guards; use a served guard model")
-    options = ProviderOptions(base_url, max_retries, timeout, connections=connections)
-    return ChatGuard(create_model(name, images, options), kind, guard_format, send_images)
+    options = ProviderOptions(
+        base_url,
+        max_retries,
+        timeout,
+        connections=connections,
+        on_rate_limit=limiter.throttled if limiter is not None else None,
+    )
+    return Guard(create_model(name, images, options), kind, guard_format, send_images)
 
 
 def _percent(value: float | None, ci: Any = None) -> str:
@@ -145,12 +139,22 @@ def guard_command(
         list[str] | None, typer.Option(help="multimodal and/or unimodal (default: both).")
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="First N rows of each split.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Output directory (default: runs/guard__GUARD): guard_summary.json, "
+            "guard_verdicts.jsonl and the store of the guard's calls, store.sqlite."
+        ),
+    ] = None,
     max_connections: Annotated[int, typer.Option(min=1, help="Guard calls in flight.")] = 16,
     max_retries: Annotated[int, typer.Option(min=0, help="SDK retries per call.")] = 2,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds per call.")] = 120.0,
 ) -> None:
-    """Run a guard model over each dialogue's user side after R1, R2, R3; score it."""
+    """Run a guard model over each dialogue's user side after R1, R2, R3; score it.
+
+    Every guard call is kept in OUT/store.sqlite: a rerun on the same --out makes no call
+    but those that failed.
+    """
     kind = cast(GuardKind, _choice(guard_kind, GUARD_KINDS, "--guard-kind"))
     fmt = cast(GuardFormat, _choice(guard_format, GUARD_FORMATS, "--guard-format"))
     splits = tuple(cast(Split, _choice(value, SPLITS, "--split")) for value in split or SPLITS)
@@ -162,6 +166,7 @@ def guard_command(
     rows = select_rows(benchmark, splits, limit)
     dialogues = [d for row in rows for d in expand_row(row, modalities)]
     encoder = ImageEncoder(benchmark.image_bytes)
+    limiter = AdaptiveLimiter(max_connections)
     model = build_guard(
         guard,
         kind,
@@ -172,15 +177,22 @@ def guard_command(
         max_retries=max_retries,
         timeout=timeout,
         connections=max_connections,
+        limiter=limiter,
     )
+    out.mkdir(parents=True, exist_ok=True)
+    store = Store(out / STORE_FILE)
+    caller = Caller(model.model, store, limiter)
 
-    async def evaluate() -> Any:
+    async def evaluate() -> list[GuardCall]:
         try:
-            return await run_guard(model, dialogues, max_connections, encoder.release)
+            return await run_guard(model, caller, dialogues, encoder.release)
         finally:
             await model.aclose()
 
-    calls = asyncio.run(evaluate())
+    try:
+        calls = asyncio.run(evaluate())
+    finally:
+        store.close()
     metadata = {
         "guard": guard,
         "guard_kind": kind,
@@ -204,8 +216,10 @@ def guard_command(
     except OSError as error:
         raise StoreError(f"cannot write guard results to {out}: {error.strerror}") from error
     console.print(guard_table(summary))
+    counts = caller.counts
     console.print(
-        f"{len(calls)} guard calls, {metadata['failed_calls']} failed; results: {out}",
+        f"{len(calls)} guard calls ({counts.made} made, {counts.cached} from the store), "
+        f"{metadata['failed_calls']} failed; results: {out}",
         soft_wrap=True,
     )
     if calls and all(call.verdict is None for call in calls):

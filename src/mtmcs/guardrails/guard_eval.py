@@ -1,4 +1,5 @@
-"""Guard evaluation: classify every dialogue after each user turn, then score the guard.
+"""Guard evaluation: the records and scores of a guard that classified every dialogue after
+each user turn (the calls are the pass `mtmcs.passes.guard`).
 
 Each dialogue is classified on three prefixes of its user side: R1, R1–R2 and R1–R3. A
 guard of the user side sees no assistant text, so the *whole dialogue* is the R1–R3
@@ -12,16 +13,12 @@ matrix and counted apart.
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-from mtmcs.guardrails.guards import Guard, GuardVerdict
-from mtmcs.models.base import CallFailed
+from mtmcs.guardrails.guards import GuardVerdict
 from mtmcs.protocol.types import Dialogue
 from mtmcs.scoring.metrics import wilson_interval
 
@@ -179,48 +176,3 @@ def summarise(dialogues: Sequence[DialogueFlags], metadata: dict[str, Any]) -> d
         summary[split] = cells
     summary["overall"] = classifier_metrics(dialogues)
     return summary
-
-
-async def run_guard(
-    guard: Guard,
-    dialogues: Sequence[Dialogue],
-    max_connections: int = 16,
-    release: Callable[[str], None] | None = None,
-    on_call: Callable[[], None] | None = None,
-) -> list[GuardCall]:
-    """Classify every dialogue on each prefix, at most `max_connections` calls at a time.
-
-    A `CallFailed` is recorded on its call. `release(image_id)` is called once every call
-    that needs an image is done, so only images in flight stay encoded.
-    """
-    semaphore = asyncio.Semaphore(max_connections)
-    pending = Counter(d.image_id for d in dialogues if d.image_id is not None)
-    pending = Counter({image: count * len(PREFIXES) for image, count in pending.items()})
-
-    async def one(dialogue: Dialogue, prefix: int) -> GuardCall:
-        async with semaphore:
-            try:
-                verdict = await guard.classify(dialogue.turns[:prefix], dialogue.image_id)
-                call = GuardCall(dialogue, prefix, verdict)
-            except CallFailed as error:
-                call = GuardCall(dialogue, prefix, None, error.cause)
-        if dialogue.image_id is not None:
-            pending[dialogue.image_id] -= 1
-            if pending[dialogue.image_id] == 0 and release is not None:
-                release(dialogue.image_id)
-        if on_call is not None:
-            on_call()
-        return call
-
-    return list(await asyncio.gather(*(one(d, prefix) for d in dialogues for prefix in PREFIXES)))
-
-
-def write_results(out: Path, calls: Sequence[GuardCall], summary: dict[str, Any]) -> None:
-    """`guard_summary.json` and `guard_verdicts.jsonl` (one line per dialogue and prefix)."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "guard_summary.json").write_text(
-        json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
-    with (out / "guard_verdicts.jsonl").open("w", encoding="utf-8") as handle:
-        for call in calls:
-            handle.write(json.dumps(call.record(), ensure_ascii=False) + "\n")

@@ -18,22 +18,22 @@ answers whether they are unsafe. Four kinds, each with its own request and parse
 - `openai-moderation`: the OpenAI moderation endpoint (`omni-moderation-latest`).
 
 The assistant replies are not part of this benchmark's guard input: only user turns are
-sent. A guard that cannot be parsed gives `unsafe=None`; a call that fails raises
-`CallFailed` (recorded by the evaluation, never raised past it).
+sent. A `Guard` builds the request and parses the answer; the call itself is made by the
+guard pass (`mtmcs.passes.guard`), through a store, like any other model call (the
+moderation endpoint is a chat model too: `mtmcs.models.moderation`). A reply that cannot
+be parsed gives `unsafe=None`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from mtmcs.errors import ConfigError
 from mtmcs.models.base import ChatModel, ChatRequest
-from mtmcs.models.images import ImageEncoder
 from mtmcs.protocol.messages import Message, transcript_text
 from mtmcs.protocol.replies import without_code_fence
 
@@ -57,21 +57,6 @@ class GuardVerdict:
     categories: tuple[str, ...]
     score: float | None
     raw: str
-
-
-class Guard(Protocol):
-    """Classifies the user turns so far (and the image, for vision guards)."""
-
-    name: str
-    kind: GuardKind
-
-    async def classify(self, turns: Sequence[str], image_id: str | None) -> GuardVerdict:
-        """The verdict on user turns R1..Rk, or raise `CallFailed`."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release connections."""
-        ...
 
 
 # --- Llama Guard ---------------------------------------------------------------------------
@@ -256,12 +241,15 @@ def parse_moderation(data: Mapping[str, Any]) -> GuardVerdict:
     return GuardVerdict(flagged, tuple(sorted(categories)), max(scores, default=None), raw)
 
 
-def moderation_input(turns: Sequence[str], image_url: str | None) -> list[dict[str, Any]]:
-    """The moderation input: the user turns as one text part, then the image, if any."""
-    parts: list[dict[str, Any]] = [{"type": "text", "text": transcript_text(turns, ())}]
-    if image_url is not None:
-        parts.append({"type": "image_url", "image_url": {"url": image_url}})
-    return parts
+def parse_moderation_text(text: str) -> GuardVerdict:
+    """A moderation response as the moderation model answers it (JSON text)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return GuardVerdict(None, (), None, text)
+    if not isinstance(data, dict):
+        return GuardVerdict(None, (), None, text)
+    return parse_moderation(data)
 
 
 # --- Guards --------------------------------------------------------------------------------
@@ -273,7 +261,7 @@ def guard_messages(
     image_id: str | None,
     guard_format: GuardFormat = "prompt",
 ) -> tuple[Message, ...]:
-    """The chat messages of one guard call on user turns R1..Rk (image on the first one)."""
+    """The messages of one guard call on user turns R1..Rk (image on the first one)."""
     if kind == "llama-guard" and guard_format == "raw":
         return tuple(
             Message("user", turn, image_id if index == 0 else None)
@@ -285,19 +273,24 @@ def guard_messages(
         return (Message("user", shieldgemma_prompt(turns), image_id),)
     if kind == "dialogue-json":
         return (Message("user", dialogue_guard_prompt(turns, image_id is not None), image_id),)
-    raise ValueError(f"{kind} is not a chat guard")
+    return (Message("user", transcript_text(turns, ()), image_id),)  # openai-moderation
 
 
 _PARSERS = {
     "llama-guard": parse_llama_guard,
     "shieldgemma": parse_shieldgemma,
     "dialogue-json": parse_dialogue_guard,
+    "openai-moderation": parse_moderation_text,
 }
-_MAX_TOKENS = {"llama-guard": 20, "shieldgemma": 8, "dialogue-json": 400}
+_MAX_TOKENS = {"llama-guard": 20, "shieldgemma": 8, "dialogue-json": 400, "openai-moderation": 0}
 
 
-class ChatGuard:
-    """A guard served as a chat model (vLLM or any OpenAI-compatible server)."""
+class Guard:
+    """A guard model: how to ask it about user turns R1..Rk, and how to read its answer.
+
+    `model` is the served guard (a chat model, or the moderation endpoint for
+    `openai-moderation`); `images=False` leaves the image out of every request.
+    """
 
     def __init__(
         self,
@@ -307,7 +300,7 @@ class ChatGuard:
         images: bool = True,
     ) -> None:
         if kind not in _PARSERS:
-            raise ConfigError(f"--guard-kind {kind} is not served as a chat model")
+            raise ConfigError(f"unknown --guard-kind {kind}: one of {', '.join(GUARD_KINDS)}")
         self.name = model.name
         self.kind = kind
         self.model = model
@@ -320,60 +313,9 @@ class ChatGuard:
         messages = guard_messages(self.kind, turns, image, self.guard_format)
         return ChatRequest(messages, max_tokens=_MAX_TOKENS[self.kind], temperature=0.0)
 
-    async def classify(self, turns: Sequence[str], image_id: str | None) -> GuardVerdict:
-        completion = await self.model.complete(self.request(turns, image_id))
-        return _PARSERS[self.kind](completion.text)
+    def parse(self, text: str) -> GuardVerdict:
+        """The verdict in the guard's answer (`unsafe=None` when it cannot be read)."""
+        return _PARSERS[self.kind](text)
 
     async def aclose(self) -> None:
         await self.model.aclose()
-
-
-class ModerationGuard:
-    """The OpenAI moderation endpoint (key from OPENAI_API_KEY; base URL overridable)."""
-
-    kind: GuardKind = "openai-moderation"
-
-    def __init__(
-        self,
-        name: str,
-        model: str,
-        images: ImageEncoder,
-        *,
-        base_url: str | None = None,
-        max_retries: int = 2,
-        timeout: float = 120.0,
-        send_images: bool = True,
-    ) -> None:
-        import openai
-
-        key = os.environ.get("OPENAI_API_KEY", "")
-        if not key:
-            raise ConfigError(
-                f"{name} needs an API key: set the OPENAI_API_KEY environment variable"
-            )
-        self.name = name
-        self.model = model
-        self._images = images
-        self._send_images = send_images
-        self._where = base_url or "api.openai.com"
-        self._client = openai.AsyncOpenAI(
-            api_key=key, base_url=base_url, max_retries=max_retries, timeout=timeout
-        )
-
-    async def classify(self, turns: Sequence[str], image_id: str | None) -> GuardVerdict:
-        import openai
-
-        from mtmcs.models.transport import sdk_errors
-
-        url = None
-        if image_id is not None and self._send_images:
-            url = self._images(image_id).data_url.decode("ascii")
-        with sdk_errors(openai, self.name, self.model, self._where):
-            response = await self._client.moderations.create(
-                model=self.model,
-                input=moderation_input(turns, url),  # type: ignore[arg-type]
-            )
-        return parse_moderation(response.model_dump())
-
-    async def aclose(self) -> None:
-        await self._client.close()

@@ -6,6 +6,7 @@ from typing import Any
 
 import anthropic
 
+from mtmcs.errors import remember_secret
 from mtmcs.models.base import REASONING_EXHAUSTED, CallFailed, ChatRequest, Completion
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.transport import RateLimitHook, client_options, sdk_errors
@@ -45,6 +46,7 @@ class AnthropicChat:
         on_rate_limit: RateLimitHook | None = None,
         connections: int = 32,
     ) -> None:
+        remember_secret(api_key)  # masked in everything printed or stored
         self.name = name
         self._model = model
         self._images = images

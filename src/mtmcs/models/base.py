@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from mtmcs.protocol.messages import Message
 
@@ -75,4 +75,15 @@ class ChatModel(Protocol):
 
     async def aclose(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class ItemAwareModel(ChatModel, Protocol):
+    """A model whose answer makes further recorded calls of its own (a defence asking the
+    judge): the engine calls `complete_item` with the item being answered, so that those
+    calls are stored under items of their own (`<item>/reward/1`, ...)."""
+
+    async def complete_item(self, item: str, request: ChatRequest) -> Completion:
+        """Answer one request for `item` or raise `CallFailed` (or `ProviderError`)."""
         ...

@@ -1,7 +1,7 @@
 """The optional turn-level pass: a judge classifies every assistant turn of a finished run.
 
-One judge call per dialogue whose three turns were answered, recorded in the run's own
-store (so a rerun makes no call), parsed strictly; the stances go to
+One judge call per dialogue whose three turns were answered, through the run's own store
+(so a rerun makes no call), parsed strictly; the stances go to
 `RUN_DIR/turn_stances.jsonl`. Unparseable answers and failed calls are counted and
 reported, never written as stances.
 """
@@ -9,14 +9,14 @@ reported, never written as stances.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtmcs.engine.attempt import attempt
-from mtmcs.engine.store import CallRecord, Store, request_key
+from mtmcs.engine.calls import Caller
+from mtmcs.engine.limits import AdaptiveLimiter
+from mtmcs.engine.store import Store
 from mtmcs.errors import ProviderError
 from mtmcs.models.base import ChatModel, ChatRequest
 from mtmcs.protocol.stances import (
@@ -79,12 +79,14 @@ def stance_request(record: Mapping[str, Any]) -> ChatRequest:
 async def classify_run(
     run_dir: Path,
     judge: ChatModel,
-    concurrency: int = 16,
+    limiter: AdaptiveLimiter | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> StanceResult:
     """Classify the turns of every finished dialogue of a run and write `turn_stances.jsonl`.
 
-    At most `concurrency` calls at once; `on_progress(done, total)` after each dialogue.
+    Calls go through the run's store, under `limiter` (default: 16 connections; give the
+    judge's provider `on_rate_limit=limiter.throttled`); `on_progress(done, total)` after
+    each dialogue.
     A judge that cannot be reached before any call succeeded stops the pass
     (`ProviderError`); other failures are counted per dialogue.
     """
@@ -97,24 +99,24 @@ async def classify_run(
         else:
             finished.append(record)
     store = Store(run_dir / STORE_FILE)
-    slots = asyncio.Semaphore(concurrency)
     done = 0
 
-    async def classify(record: Mapping[str, Any]) -> None:
+    def advance() -> None:
         nonlocal done
-        await _classify(record, judge, store, slots, result)
         done += 1
         if on_progress is not None:
             on_progress(done, len(finished))
 
+    caller = Caller(judge, store, limiter or AdaptiveLimiter(16), on_call=advance)
     try:
         async with asyncio.TaskGroup() as group:
             for record in finished:
-                group.create_task(classify(record))
+                group.create_task(_classify(record, caller, result))
     except* ProviderError as errors:
         raise errors.exceptions[0] from None
     finally:
         store.close()
+    result.made, result.cached = caller.counts.made, caller.counts.cached
     RunDir(run_dir).write_stances(
         (
             {"id": record["id"], "stances": list(result.stances[record["id"]]), "judge": judge.name}
@@ -125,42 +127,25 @@ async def classify_run(
     return result
 
 
-def _accept(result: StanceResult, dialogue: str, output: str, replies: list[str]) -> Any:
-    """Parse an answer into `result` (stances or the reason it was refused); the stored form."""
+def _read(output: str, replies: list[str]) -> list[Stance] | str:
+    """The stances of an answer, or why it is refused (both stored as they are)."""
     try:
-        stances = parse_stances(output, len(replies), replies)
+        return list(parse_stances(output, len(replies), replies))
     except StanceParseError as error:
-        result.unparseable[dialogue] = str(error)
-        return None
-    result.stances[dialogue] = stances
-    return list(stances)
+        return str(error)
 
 
-async def _classify(
-    record: Mapping[str, Any],
-    judge: ChatModel,
-    store: Store,
-    slots: asyncio.Semaphore,
-    result: StanceResult,
-) -> None:
-    """One dialogue: its answer from the store or the judge, recorded and parsed."""
+async def _classify(record: Mapping[str, Any], caller: Caller, result: StanceResult) -> None:
+    """One dialogue: its answer from the store or the judge, parsed into `result`."""
     dialogue, replies = record["id"], record["replies"]
-    request = stance_request(record)
-    item = stance_item(dialogue)
-    key = request_key(judge.name, item, request)
-    cached = store.get(key)
-    if cached is not None and cached.output is not None:
-        result.cached += 1
-        _accept(result, dialogue, cached.output, replies)
-        return
-    async with slots:
-        started = time.perf_counter()
-        answer = await attempt(judge, request, answered_before=result.made > 0)
-        latency = time.perf_counter() - started
+    answer = await caller(
+        stance_item(dialogue),
+        stance_request(record),
+        parse=lambda output: _read(output, replies),
+    )
     if isinstance(answer, str):
         result.failed[dialogue] = answer
-        store.put(CallRecord.failed(key, item, judge.name, request, answer, latency))
-        return
-    result.made += 1
-    parsed = _accept(result, dialogue, answer.text, replies)
-    store.put(CallRecord.answered(key, item, judge.name, request, answer, parsed, latency))
+    elif isinstance(answer.parsed, str):
+        result.unparseable[dialogue] = answer.parsed
+    else:
+        result.stances[dialogue] = tuple(answer.parsed)

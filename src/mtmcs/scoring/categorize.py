@@ -1,12 +1,13 @@
-"""Assign harm categories to unsafe intents: with an LLM, or by embedding similarity.
+"""Harm categories of unsafe intents: the mapping file, and the embedding method.
 
-Both methods take the previous mapping (read from the mapping file) and categorize only the
-intents it does not assign yet; what it assigns is kept as it is, hand edits included.
+Both methods (by embedding similarity here; with an LLM, which calls a model, in the pass
+`mtmcs.passes.categorize`) take the previous mapping (read from the mapping file) and
+categorize only the intents it does not assign yet; what it assigns is kept as it is, hand
+edits included.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -15,18 +16,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import ValidationError
 
-from mtmcs.errors import ConfigError, StoreError, redact
+from mtmcs.errors import ConfigError, StoreError
 from mtmcs.files import write_json
-from mtmcs.models.base import CallFailed, ChatModel, ChatRequest
-from mtmcs.scoring.categories import (
-    CATEGORIES,
-    CATEGORIZE_DECODING,
-    CategoryMap,
-    CategoryParseError,
-    Method,
-    categorize_prompt,
-    parse_category,
-)
+from mtmcs.scoring.categories import CATEGORIES, CategoryMap, Method
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -72,45 +64,9 @@ def reusable(previous: CategoryMap | None, method: Method, model: str, path: Pat
     return previous
 
 
-def _pending(intents: Iterable[str], mapping: CategoryMap) -> list[str]:
+def pending_intents(intents: Iterable[str], mapping: CategoryMap) -> list[str]:
     """Distinct intents, in order, that the mapping does not assign yet."""
     return [intent for intent in dict.fromkeys(intents) if intent not in mapping.assignments]
-
-
-async def categorize_with_model(
-    intents: Iterable[str], model: ChatModel, previous: CategoryMap, max_connections: int = 8
-) -> CategoryMap:
-    """`previous` extended by one LLM call per intent it lacks, `max_connections` at a time.
-
-    A failed call or an unparseable reply is recorded under `errors` (retried next time),
-    never as a category.
-    """
-    pending = _pending(intents, previous)
-    semaphore = asyncio.Semaphore(max_connections)
-
-    async def ask(intent: str) -> str | CategoryParseError | CallFailed:
-        messages = categorize_prompt(intent)
-        request = ChatRequest(
-            messages, CATEGORIZE_DECODING.max_tokens, CATEGORIZE_DECODING.temperature
-        )
-        async with semaphore:
-            try:
-                return parse_category((await model.complete(request)).text)
-            except (CategoryParseError, CallFailed) as error:
-                return error
-
-    answers = await asyncio.gather(*(ask(intent) for intent in pending))
-    assignments = dict(previous.assignments)
-    retried = set(pending)
-    errors = {k: v for k, v in previous.errors.items() if k not in retried}
-    for intent, answer in zip(pending, answers, strict=True):
-        if isinstance(answer, str):
-            assignments[intent] = answer
-        elif isinstance(answer, CallFailed):
-            errors[intent] = redact(f"call failed: {answer.cause}")
-        else:
-            errors[intent] = f"unparseable reply: {answer}"
-    return previous.model_copy(update={"assignments": assignments, "errors": errors})
 
 
 def load_embedding_model() -> SentenceTransformer:
@@ -151,7 +107,7 @@ def categorize_with_embeddings(intents: Iterable[str], previous: CategoryMap) ->
     The margin (best score minus the runner-up's) goes under `margins`: a small margin marks
     an intent that sits between two categories. The model is loaded only when needed.
     """
-    pending = _pending(intents, previous)
+    pending = pending_intents(intents, previous)
     if not pending:
         return previous
     scores = _category_scores(load_embedding_model(), pending)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, cast
 
@@ -12,16 +13,19 @@ from rich.table import Table
 
 from mtmcs.console import console, errors
 from mtmcs.data.loaders import LoadOptions, load_benchmark
+from mtmcs.engine.calls import Caller
+from mtmcs.engine.limits import AdaptiveLimiter
+from mtmcs.engine.store import Store
 from mtmcs.errors import ConfigError
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, create_model, split_name
+from mtmcs.passes.categorize import categorize_with_model
 from mtmcs.protocol.judge import DEFAULT_JUDGE
 from mtmcs.protocol.types import SPLITS, Split
 from mtmcs.scoring.categories import BY_ID, METHODS, CategoryMap, Method, category_of
 from mtmcs.scoring.categorize import (
     EMBEDDING_MODEL,
     categorize_with_embeddings,
-    categorize_with_model,
     read_map,
     reusable,
     write_map,
@@ -41,18 +45,25 @@ def _categorize_llm(
     previous: CategoryMap,
     name: str,
     options: ProviderOptions,
+    store_path: Path,
 ) -> CategoryMap:
     if split_name(name)[0] == "baseline":
         raise ConfigError(f"{name} cannot categorize: choose an LLM, e.g. {DEFAULT_JUDGE}")
+    limiter = AdaptiveLimiter(options.connections)
+    options = replace(options, on_rate_limit=limiter.throttled)
     model = create_model(name, ImageEncoder(lambda image_id: b""), options)  # text only
+    store = Store(store_path)
 
     async def categorize() -> CategoryMap:
         try:
-            return await categorize_with_model(intents, model, previous, options.connections)
+            return await categorize_with_model(intents, Caller(model, store, limiter), previous)
         finally:
             await model.aclose()
 
-    return asyncio.run(categorize())
+    try:
+        return asyncio.run(categorize())
+    finally:
+        store.close()
 
 
 def category_table(mapping: CategoryMap, intents: list[str]) -> Table:
@@ -92,8 +103,20 @@ def categorize_command(
     out: Annotated[
         Path, typer.Option(help="Mapping file; reused: only intents it lacks are categorized.")
     ] = Path("categories.json"),
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            help="Store of the LLM's calls (default: beside --out, same name, .sqlite); "
+            "a rerun asks again only what failed."
+        ),
+    ] = None,
 ) -> None:
-    """Assign each distinct unsafe intent one of our ten harm categories."""
+    """Assign each distinct unsafe intent one of our ten harm categories.
+
+    With --method llm every call is kept in a store beside the mapping file
+    (categories.json → categories.sqlite): a rerun makes no call but those that failed; an
+    unparseable reply is read again from the store (delete the store to ask again).
+    """
     chosen = cast(Method, _choice(method, METHODS, "--method"))
     splits = tuple(cast(Split, _choice(value, SPLITS, "--split")) for value in split or SPLITS)
     benchmark = load_benchmark(dataset, splits, revision, LoadOptions(check_images=False))
@@ -104,7 +127,9 @@ def categorize_command(
         options = ProviderOptions(
             base_url=base_url, max_retries=max_retries, timeout=timeout, connections=max_connections
         )
-        mapping = _categorize_llm(intents, previous, name, options)
+        mapping = _categorize_llm(
+            intents, previous, name, options, store or out.with_suffix(".sqlite")
+        )
     else:
         mapping = categorize_with_embeddings(intents, previous)
     write_map(out, mapping)

@@ -4,18 +4,17 @@ A fixed set of dialogues whose honest score is low is judged clean and then with
 payload appended to one assistant reply. The judge request is built exactly as the benchmark
 builds it (`judge_messages`, `rubric_for`, `parse_verdict`, `JUDGE_DECODING`), so the check
 measures the prompt and parser the benchmark uses. The dialogues describe compliance in
-generic, bracketed terms: nothing in them is operational.
+generic, bracketed terms: nothing in them is operational. The calls themselves are the pass
+`mtmcs.passes.judge_check`.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from mtmcs.models.base import CallFailed, ChatModel, ChatRequest
-from mtmcs.protocol.judge import judge_messages, parse_verdict
+from mtmcs.models.base import ChatRequest
+from mtmcs.protocol.judge import judge_messages
 from mtmcs.protocol.prompts import JUDGE_DECODING, Decoding
 from mtmcs.protocol.rubrics import rubric_for
 from mtmcs.protocol.types import Intent, Modality, Split
@@ -29,11 +28,8 @@ __all__ = [
     "JudgeCheckReport",
     "Judged",
     "attacked",
-    "judge_check",
     "judge_request",
 ]
-
-MAX_CONNECTIONS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,53 +417,3 @@ class JudgeCheckReport:
                 for judged in (*self.clean, *self.attacked)
             ],
         }
-
-
-# --- the check ---------------------------------------------------------------------------------
-
-
-async def judge_check(
-    judge: ChatModel,
-    cases: Sequence[Case] = BASE_CASES,
-    attacks: Sequence[Attack] = ATTACKS,
-    *,
-    max_connections: int = MAX_CONNECTIONS,
-    decoding: Decoding = JUDGE_DECODING,
-) -> JudgeCheckReport:
-    """Judge every case clean and under every attack, at most `max_connections` at a time,
-    with the judge's `decoding`.
-
-    A `CallFailed` is recorded in the report; any other error (e.g. `ProviderError`,
-    rejected credentials) cancels the remaining calls and propagates.
-    """
-    limit = asyncio.Semaphore(max_connections)
-
-    async def one(case: Case, attack: Attack | None) -> Judged:
-        target = case if attack is None else attacked(case, attack)
-        label = None if attack is None else attack.name
-        request = judge_request(target, decoding)
-        async with limit:
-            try:
-                completion = await judge.complete(request)
-            except CallFailed as failure:
-                return Judged(case.name, label, None, None, failure.cause)
-        verdict = parse_verdict(completion.text, "\n".join(request.judged_replies))
-        return Judged(case.name, label, None if verdict is None else verdict.score, completion.text)
-
-    plan: list[tuple[Case, Attack | None]] = [(case, None) for case in cases]
-    plan += [(case, attack) for attack in attacks for case in cases]
-    tasks = [asyncio.ensure_future(one(case, attack)) for case, attack in plan]
-    try:
-        results = await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-    return JudgeCheckReport(
-        judge=judge.name,
-        cases=tuple(cases),
-        attacks=tuple(attacks),
-        clean=tuple(results[: len(cases)]),
-        attacked=tuple(results[len(cases) :]),
-    )

@@ -11,12 +11,24 @@ import typer
 from rich.table import Table
 
 from mtmcs.console import console
+from mtmcs.engine.calls import Caller
+from mtmcs.engine.limits import AdaptiveLimiter
+from mtmcs.engine.store import Store
 from mtmcs.errors import StoreError
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, create_model, is_reasoning_model
+from mtmcs.passes.judge_check import judge_check
 from mtmcs.protocol.judge import DEFAULT_JUDGE
 from mtmcs.protocol.prompts import judge_decoding
-from mtmcs.scoring.injection import JudgeCheckReport, judge_check
+from mtmcs.scoring.injection import JudgeCheckReport
+
+
+def default_store(judge: str, out: Path | None) -> Path:
+    """Beside the report (`report.json` → `report.sqlite`), else
+    `runs/judge-check__<judge>.sqlite`."""
+    if out is not None:
+        return out.with_suffix(".sqlite")
+    return Path("runs") / ("judge-check__" + judge.replace("/", "__") + ".sqlite")
 
 
 def judge_check_command(
@@ -24,27 +36,51 @@ def judge_check_command(
         str, typer.Option(help="Judge, provider/model or baseline/keyword.")
     ] = DEFAULT_JUDGE,
     judge_base_url: Annotated[str | None, typer.Option(help="Server of the judge.")] = None,
+    max_connections: Annotated[int, typer.Option(min=1, help="Judge calls in flight.")] = 8,
     max_retries: Annotated[int, typer.Option(min=0, help="SDK retries per call.")] = 2,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds per call.")] = 120.0,
     out: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            help="Store of the judge's calls (default: beside --out, same name, .sqlite; "
+            "without --out, runs/judge-check__JUDGE.sqlite)."
+        ),
+    ] = None,
 ) -> None:
-    """Judge fixed low-scoring dialogues clean and with injected text; report score moves."""
+    """Judge fixed low-scoring dialogues clean and with injected text; report score moves.
+
+    Every judge call is kept in a store (see --store): a rerun makes no call but those that
+    failed.
+    """
+    limiter = AdaptiveLimiter(max_connections)
     model = create_model(
         judge,
         ImageEncoder(lambda image_id: b""),  # text-only: the judge sees captions, no images
-        ProviderOptions(judge_base_url, max_retries, timeout),
+        ProviderOptions(
+            judge_base_url,
+            max_retries,
+            timeout,
+            on_rate_limit=limiter.throttled,
+            connections=max_connections,
+        ),
         judge=True,
     )
+    calls = Store(store or default_store(judge, out))
 
     async def check() -> JudgeCheckReport:
         try:
             return await judge_check(
-                model, decoding=judge_decoding(reasoning=is_reasoning_model(judge))
+                Caller(model, calls, limiter),
+                decoding=judge_decoding(reasoning=is_reasoning_model(judge)),
             )
         finally:
             await model.aclose()
 
-    report = asyncio.run(check())
+    try:
+        report = asyncio.run(check())
+    finally:
+        calls.close()
     table = Table(title=f"judge {judge}: prompt-injection check")
     for header in ("attack", "cases", "moved up", "mean Δ", "unparsed", "failed"):
         table.add_column(header, justify="left" if header == "attack" else "right")

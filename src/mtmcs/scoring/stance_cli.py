@@ -15,15 +15,16 @@ from rich.progress import (
 from rich.table import Table
 
 from mtmcs.console import call_progress, console, errors
+from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.run import HEURISTIC_JUDGE_LABEL
 from mtmcs.errors import ConfigError
 from mtmcs.models.base import ChatModel
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, create_model_pool, is_heuristic_judge
+from mtmcs.passes.stances import StanceResult, classify_run
 from mtmcs.protocol.judge import DEFAULT_JUDGE
 from mtmcs.protocol.stances import ONSETS, PERSISTENCES, STANCES
 from mtmcs.scoring.records import DIALOGUES_FILE, read_dialogue_records
-from mtmcs.scoring.stance_pass import StanceResult, classify_run
 from mtmcs.scoring.stance_summary import stance_breakdown
 
 SHOWN_PROBLEMS = 5
@@ -95,7 +96,7 @@ def _print_result(result: StanceResult, judge_kind: str) -> None:
 
 
 async def _classify_all(
-    run_dirs: Sequence[Path], judge: ChatModel, concurrency: int, progress: Progress
+    run_dirs: Sequence[Path], judge: ChatModel, limiter: AdaptiveLimiter, progress: Progress
 ) -> list[StanceResult]:
     results = []
     try:
@@ -105,7 +106,7 @@ async def _classify_all(
             def advance(done: int, total: int, task: TaskID = task) -> None:
                 progress.update(task, completed=done, total=total)
 
-            results.append(await classify_run(run_dir, judge, concurrency, advance))
+            results.append(await classify_run(run_dir, judge, limiter, advance))
     finally:
         await judge.aclose()
     return results
@@ -129,7 +130,8 @@ def stances_command(
 
     Writes RUN_DIR/turn_stances.jsonl and prints, per split × modality × intent, the stance
     shares per turn, the refusal onset (type A unsafe), the stance persistence (type B
-    unsafe) and over-refusal (safe). Calls are cached in the run's store.
+    unsafe) and over-refusal (safe). Calls are kept in the run's store (RUN_DIR/store.sqlite):
+    a rerun makes no call but those that failed.
     """
     missing = [str(path) for path in run_dirs if not (path / DIALOGUES_FILE).is_file()]
     if missing:
@@ -137,16 +139,22 @@ def stances_command(
             f"no {DIALOGUES_FILE} in {', '.join(missing)}: not a run directory (run `mtmcs run` "
             "first)"
         )
+    limiter = AdaptiveLimiter(concurrency)
     model = create_model_pool(
         judge,
         ImageEncoder(lambda image_id: b""),  # text-only: the stance judge sees no image
-        ProviderOptions(max_retries=max_retries, timeout=timeout, connections=concurrency),
+        ProviderOptions(
+            max_retries=max_retries,
+            timeout=timeout,
+            connections=concurrency,
+            on_rate_limit=limiter.throttled,
+        ),
         base_url or (),
         judge=True,
     )
     progress = call_progress()
     with progress:
-        results = asyncio.run(_classify_all(run_dirs, model, concurrency, progress))
+        results = asyncio.run(_classify_all(run_dirs, model, limiter, progress))
     judge_kind = HEURISTIC_JUDGE_LABEL if is_heuristic_judge(judge) else "LLM judge"
     for result in results:
         _print_result(result, judge_kind)

@@ -1,0 +1,145 @@
+"""The one way a model is called: store, connection limit, back-off, redaction, counting.
+
+Every pass (the run's scheduler, a defence asking the judge, stances, categorize,
+judge-check, guard, build) calls its model through a `Caller`, so every pass resumes
+from its store and keeps the same rules::
+
+    caller = Caller(model, store, AdaptiveLimiter(16))
+    answer = await caller("type_a/000000/unimodal/unsafe/turn/1", request)
+    if isinstance(answer, str):  # the call failed: `answer` is its cause (retried next time)
+        ...
+    else:  # `answer.text`, from the store (`answer.cached`) or from the model
+        ...
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mtmcs.engine.attempt import attempt
+from mtmcs.engine.limits import AdaptiveLimiter
+from mtmcs.engine.store import CallRecord, Store, request_key
+from mtmcs.models.base import REASONING_EXHAUSTED, CallFailed, ChatModel, ChatRequest
+
+Parse = Callable[[str], Any]
+"""Reads an answer's text into the value the pass uses; the value must be JSON-serialisable
+(it is stored beside the text, for inspection)."""
+
+
+@dataclass
+class CallCounts:
+    """Calls of one caller: made now, taken from the store, failed (with their causes);
+    `reasoning_exhausted` counts the failures whose reply came back empty because hidden
+    reasoning spent the whole token budget."""
+
+    made: int = 0
+    cached: int = 0
+    failed: int = 0
+    reasoning_exhausted: int = 0
+    causes: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A call's answer: its text (secrets redacted), what `parse` read from it, and whether
+    it came from the store. A stored answer is parsed again, so a better parser applies."""
+
+    text: str
+    parsed: Any = None
+    cached: bool = False
+
+
+def _no_parse(text: str) -> None:
+    return None
+
+
+class Caller:
+    """Calls one model for one pass, through one store.
+
+    `await caller(item, request)` returns the stored answer of that call when there is one
+    (no call is made); otherwise it waits for a slot of `limiter` (a per-model connection
+    limit that halves on rate limits: give the provider `on_rate_limit=limiter.throttled`),
+    makes the call, and stores the answer or the cause of the failure. A stored failure is
+    retried. Secrets are redacted from everything stored and returned. `counts` counts the
+    calls; `on_call()` runs after each one (progress).
+    """
+
+    def __init__(
+        self,
+        model: ChatModel,
+        store: Store,
+        limiter: AdaptiveLimiter,
+        *,
+        on_call: Callable[[], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.store = store
+        self.limiter = limiter
+        self.counts = CallCounts()
+        self._on_call = on_call
+
+    @property
+    def name(self) -> str:
+        """The name of the model called (part of every store key)."""
+        return self.model.name
+
+    async def __call__(
+        self,
+        item: str,
+        request: ChatRequest,
+        *,
+        parse: Parse = _no_parse,
+        kind: str | None = None,
+    ) -> Answer | str:
+        """The answer to `request` for `item`, or the cause of the failure.
+
+        `kind` labels the stored record (default: the request's kind).
+        """
+        answer = await self._call(item, request, parse, kind)
+        if self._on_call is not None:
+            self._on_call()
+        return answer
+
+    async def text(self, item: str, request: ChatRequest, *, kind: str | None = None) -> str:
+        """The answer's text, for a call made inside another call (a defence asking the
+        judge): stored and counted like any other, not reported as progress; a failure
+        raises `CallFailed` with its cause, which fails the enclosing call."""
+        answer = await self._call(item, request, _no_parse, kind)
+        if isinstance(answer, str):
+            raise CallFailed(answer)
+        return answer.text
+
+    async def _call(
+        self, item: str, request: ChatRequest, parse: Parse, kind: str | None
+    ) -> Answer | str:
+        counts = self.counts
+        key = request_key(self.model.name, item, request)
+        stored = self.store.get(key)
+        if stored is not None and stored.output is not None:
+            counts.cached += 1
+            return Answer(stored.output, parse(stored.output), cached=True)
+        await self.limiter.acquire()
+        started = time.perf_counter()
+        try:
+            result = await attempt(self.model, request, answered_before=counts.made > 0, item=item)
+        finally:
+            self.limiter.release()
+        latency = time.perf_counter() - started
+        label = kind or request.kind
+        if isinstance(result, str):
+            counts.failed += 1
+            counts.reasoning_exhausted += result.startswith(REASONING_EXHAUSTED)
+            counts.causes[result[:200]] += 1
+            self.store.put(CallRecord.failed(key, item, self.model.name, label, result, latency))
+            return result
+        self.limiter.succeeded()
+        counts.made += 1
+        parsed = parse(result.text)
+        self.store.put(
+            CallRecord.answered(key, item, self.model.name, label, result, parsed, latency)
+        )
+        return Answer(result.text, parsed)
