@@ -331,8 +331,9 @@ class DefendedModel:
             )
         )
         scores = []
-        for reward in rewards:
-            verdict = parse_verdict(reward)
+        for candidate, reward in zip(candidates, rewards, strict=True):
+            # A verdict copied from the candidate is injected text, not the reward model's.
+            verdict = parse_verdict(reward, candidate.text)
             scores.append(verdict.score if verdict is not None else 0)
         best = max(range(len(candidates)), key=lambda i: scores[i])
         trace = tuple(
