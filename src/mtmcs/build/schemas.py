@@ -11,7 +11,6 @@ from mtmcs.protocol.replies import without_code_fence
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Stage = Literal["caption", "classifier", "writer", "converter", "questioner"]
-STAGES: tuple[Stage, ...] = ("caption", "classifier", "writer", "converter", "questioner")
 LETTERS = ("A", "B", "C", "D")
 
 

@@ -128,10 +128,6 @@ def classifier_metrics(dialogues: Sequence[DialogueFlags]) -> dict[str, Any]:
     }
 
 
-DetectionA = Literal["too_early", "on_time", "missed", "undetermined"]
-DetectionB = Literal["at_r1", "later", "missed", "undetermined"]
-
-
 def detection_turn(split: str, flags: Sequence[Flag]) -> str:
     """Where a guard first flags an unsafe dialogue (see the module docstring)."""
     first = next((index for index, flag in enumerate(flags) if flag == "unsafe"), None)

@@ -46,7 +46,6 @@ GUARD_KINDS: tuple[GuardKind, ...] = (
 )
 GuardFormat = Literal["raw", "prompt"]
 GUARD_FORMATS: tuple[GuardFormat, ...] = ("raw", "prompt")
-DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
 
 
 @dataclass(frozen=True, slots=True)

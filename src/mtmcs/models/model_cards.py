@@ -2,8 +2,8 @@
 
 Pure data. Memory figures are estimates, not measurements: weights are 2 bytes per
 parameter (bf16); the KV cache per token is 2 (K and V) × decoder layers × KV heads ×
-head size × 2 bytes, read from each checkpoint's text config; 15% on top of the weights
-covers the vision tower's activations, CUDA graphs and allocator slack.
+head size × 2 bytes, read from each checkpoint's text config (docs/models.md derives each
+model's minimum GPU memory from these two figures).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Literal
 LocalProvider = Literal["vllm", "hf"]
 
 GIB = 2**30
-RUNTIME_OVERHEAD = 0.15  # of the weights: activations, CUDA graphs, allocator slack
 QWEN_VL_MAX_PIXELS = 256 * 28 * 28  # the paper's cap for Qwen3-VL: 200,704 pixels
 QWEN3_VL_MIN_PIXELS = 65_536  # the checkpoints' own `size.shortest_edge`
 
@@ -52,11 +51,6 @@ class ModelCard:
     def weights_gib(self) -> float:
         """bf16 weights: 2 bytes per parameter."""
         return self.params_billion * 1e9 * 2 / GIB
-
-    def gpu_memory_gib(self, tokens_in_flight: int) -> float:
-        """Estimated GPU memory with `tokens_in_flight` tokens of context cached."""
-        kv_cache = self.kv_cache_mib_per_token * tokens_in_flight / 1024
-        return self.weights_gib * (1 + RUNTIME_OVERHEAD) + kv_cache
 
     def mm_processor_kwargs(self, max_pixels: int | None = None) -> dict[str, object]:
         """Keyword arguments for the model's HF processor (vLLM's `mm_processor_kwargs`)."""

@@ -48,7 +48,6 @@ REASONING_MAX_TOKENS = 256
 """The authors' output budget (hidden reasoning included) for GPT-5-family models."""
 REASONING_EFFORT: ReasoningEffort = "low"
 """The authors' reasoning effort for GPT-5-family models, under test and as judge."""
-REASONING_JUDGE_DECODING = Decoding(REASONING_MAX_TOKENS, None, REASONING_EFFORT)
 
 _KIND_DECODING: dict[QuestionCallKind, Decoding] = {
     "turn": TURN_DECODING,
