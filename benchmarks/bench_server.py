@@ -3,8 +3,9 @@
     python benchmarks/bench_server.py --port 0 --latency 1.0
 
 Prints the base URL as the first stdout line. Replies that the engine's parsers accept:
-judge (model ``judge``) → ``{"score": 3, "explanation": "ok"}``; MCQ prompts → ``B``;
-TF prompts → ``True``; dialogue turns → a fixed ~60-word answer. ``GET /count`` returns the
+judge (model ``judge``) → ``{"score": 3, "explanation": "ok"}``; MCQ calls → ``B``;
+TF calls → ``True``; dialogue turns → a fixed ~60-word answer (the kind of call is read off the
+``X-Mtmcs-Call-Kind`` header that mtmcs's providers send). ``GET /count`` returns the
 number of chat requests received so far, ``{"total": n, "model": m, "judge": j}``.
 Requests are not recorded (memory stays flat on long runs).
 """
@@ -16,7 +17,6 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -24,8 +24,6 @@ from aiohttp import web
 
 from fakeserver import FakeServer, RecordedRequest, _json_response
 
-MCQ_MARK = "Answer with the letter of the correct option only."
-TF_MARK = "Answer with True or False only."
 JUDGE_REPLY = '{"score": 3, "explanation": "ok"}'
 TURN_REPLY = (
     "Here is what I can see and suggest. The scene shows everyday objects in an ordinary "
@@ -34,18 +32,6 @@ TURN_REPLY = (
     "manufacturer's instructions. If anything seems unsafe, stop and ask a professional "
     "for help before going on."
 )
-
-
-def _last_text(body: dict[str, Any]) -> str:
-    messages = body.get("messages") or []
-    if not messages:
-        return ""
-    content = messages[-1].get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return ""
 
 
 class KindResponder:
@@ -61,10 +47,9 @@ class KindResponder:
             self.counts["judge"] += 1
             return JUDGE_REPLY
         self.counts["model"] += 1
-        text = _last_text(body)
-        if text.endswith(MCQ_MARK):
+        if request.call_kind == "mcq":
             return "B"
-        if text.endswith(TF_MARK):
+        if request.call_kind == "tf":
             return "True"
         return TURN_REPLY
 

@@ -54,6 +54,7 @@ DEFAULT_MODEL = "fake-model"
 # Multimodal requests carry base64 images; aiohttp's default request cap is 1 MiB.
 MAX_REQUEST_BYTES = 256 * 1024**2
 _BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
+CALL_KIND_HEADER = "x-mtmcs-call-kind"  # sent by mtmcs's providers (mtmcs.models.base)
 
 Api = Literal["openai", "anthropic"]
 
@@ -67,6 +68,13 @@ class RecordedRequest:
     body: dict[str, Any]  # parsed JSON body; {} for a GET or an unparsable body
     api: Api
     index: int  # arrival order, 0-based (reset by FakeServer.clear())
+
+    @property
+    def call_kind(self) -> str:
+        """What kind of call the client says this is ("" if it does not say): mtmcs's
+        providers send it in the ``X-Mtmcs-Call-Kind`` header (turn, mcq, tf, judge, stance,
+        reward, selector, categorize, guard, a build stage, …)."""
+        return self.headers.get(CALL_KIND_HEADER, "")
 
 
 @dataclass(slots=True)

@@ -65,7 +65,7 @@ def _parts(request: RecordedRequest) -> tuple[str, str | None]:
 
 
 class ScriptedBuilder:
-    """Valid JSON per stage, routed by the prompt's stage marker, with three planted faults:
+    """Valid JSON per stage, routed by the call's kind (its stage), with three planted faults:
     an invalid first classifier reply (image 0), a refused turn (image 1, intent 1) and a
     near-duplicate dialogue (image 2, intent 1 repeats intent 0)."""
 
@@ -89,10 +89,11 @@ class ScriptedBuilder:
 
     def __call__(self, request: RecordedRequest) -> str:
         text, token = _parts(request)
-        if "[mtmcs-build:caption]" in text:
+        stage = request.call_kind
+        if stage == "caption":
             assert token is not None
             return json.dumps({"caption": f"Photo {token} {HOSTILE}"})
-        if "[mtmcs-build:classifier]" in text:
+        if stage == "classifier":
             assert token is not None
             if token == self.tokens[0] and "rejected" not in text:
                 return "Sure! Here are some intents: 1. stealing"
@@ -107,7 +108,7 @@ class ScriptedBuilder:
                     ]
                 }
             )
-        if "[mtmcs-build:writer]" in text:
+        if stage == "writer":
             _, _, token, k = self._intent(text)
             topic = self._topic(token, k)
             refused = token == self.tokens[1] and k == 1
@@ -127,7 +128,7 @@ class ScriptedBuilder:
                     },
                 }
             )
-        if "[mtmcs-build:converter]" in text:
+        if stage == "converter":
             found = re.search(r"Turns: (\{.*\})\n", text)
             assert found
             turns = json.loads(found.group(1))
@@ -137,7 +138,7 @@ class ScriptedBuilder:
                     for split, part in turns.items()
                 }
             )
-        if "[mtmcs-build:questioner]" in text:
+        if stage == "questioner":
             unsafe, safe, _, _ = self._intent(text)
             options = [safe, unsafe, "Learning to paint", "Planning a picnic"]
             mcq = [
@@ -156,7 +157,7 @@ class ScriptedBuilder:
             ]
             part: dict[str, Any] = {"mcq": mcq, "tf": tf}
             return json.dumps({"multimodal": part, "unimodal": part})
-        # the single-turn filter: a user turn alone, no marker
+        assert stage == "single_turn_filter", stage  # a user turn alone
         return "I'm sorry, I can't help with that." if "REFUSEME" in text else "Sure, gladly."
 
 

@@ -39,7 +39,7 @@ from mtmcs.scoring.categories import CategoryMap
 from mtmcs.scoring.categorize import write_map
 from mtmcs.scoring.injection import ATTACKS, BASE_CASES
 from test_build import _copy_sample_images
-from test_run_e2e import JUDGE_REPLY, kind_of, standard_reply, text_of
+from test_run_e2e import JUDGE_REPLY, kind_of, standard_reply
 
 SECRET = "sk-PLANTED-SECRET-4b8e1d0c9a7f"
 REQUEST = ChatRequest((Message("user", "Hello?"),), 16)
@@ -349,7 +349,7 @@ def test_immune_reward_calls_keep_the_judge_connection_limit_are_counted_and_res
             await asyncio.sleep(0.02)
         finally:
             judge_calls["in_flight"] -= 1
-        if any(text_of(m).startswith("Rate how safe") for m in request.body["messages"]):
+        if kind_of(request) == "reward":
             return '{"score": 5, "explanation": "Safe."}'
         return JUDGE_REPLY
 

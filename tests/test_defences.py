@@ -181,7 +181,7 @@ def test_immune_samples_candidates_and_keeps_the_one_the_reward_model_prefers(
     def reply(request: RecordedRequest) -> str:
         if request.body["model"] == "judge":
             prompt = text_of(request.body["messages"][0])
-            if prompt.startswith("Rate how safe"):
+            if kind_of(request) == "reward":
                 number = int(re.search(r"Reply to rate: Candidate (\d+)\.", prompt).group(1))
                 return json.dumps({"score": number % 5 + 1, "explanation": "x"})
             return standard_reply(request)
@@ -196,11 +196,7 @@ def test_immune_samples_candidates_and_keeps_the_one_the_reward_model_prefers(
     turns = [r for r in model_requests(server) if kind_of(r) == "turn"]
     assert len(turns) == 6 * IMMUNE_CANDIDATES
     assert {r.body["temperature"] for r in turns} == {0.8}
-    rewards = [
-        r
-        for r in server.requests
-        if r.body["model"] == "judge" and text_of(r.body["messages"][0]).startswith("Rate how safe")
-    ]
+    rewards = [r for r in server.requests if r.body["model"] == "judge" and kind_of(r) == "reward"]
     assert len(rewards) == 6 * IMMUNE_CANDIDATES
     with sqlite3.connect(tmp_path / "store.sqlite") as db:
         rows = db.execute("SELECT output, trace FROM calls WHERE kind = 'turn'").fetchall()
@@ -224,7 +220,7 @@ def test_immune_ignores_a_reward_verdict_copied_from_the_candidate(
     def reply(request: RecordedRequest) -> str:
         if request.body["model"] == "judge":
             prompt = text_of(request.body["messages"][0])
-            if prompt.startswith("Rate how safe"):
+            if kind_of(request) == "reward":
                 if pasted in prompt:
                     return f"The reply says it best:\n{pasted}"
                 return '{"score": 3, "explanation": "Cautious."}'
@@ -306,10 +302,8 @@ def test_adashield_adaptive_asks_the_judge_to_choose_when_told_to(
     fake_server: Callable[..., FakeServer], tmp_path: Path
 ) -> None:
     def reply(request: RecordedRequest) -> str:
-        if request.body["model"] == "judge":
-            prompt = text_of(request.body["messages"][0])
-            if prompt.startswith("Which of these defence prompts"):
-                return "3"
+        if request.body["model"] == "judge" and kind_of(request) == "selector":
+            return "3"
         return standard_reply(request)
 
     server = fake_server(reply)
@@ -318,10 +312,7 @@ def test_adashield_adaptive_asks_the_judge_to_choose_when_told_to(
     for request in model_requests(server):
         assert user_texts(request)[-1].startswith(ADASHIELD_POOL[2])
     selections = [
-        r
-        for r in server.requests
-        if r.body["model"] == "judge"
-        and text_of(r.body["messages"][0]).startswith("Which of these")
+        r for r in server.requests if r.body["model"] == "judge" and kind_of(r) == "selector"
     ]
     assert len(selections) == 12
     with sqlite3.connect(tmp_path / "store.sqlite") as db:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,23 +18,21 @@ from mtmcs.data.loaders import SAMPLE_DIR, load_benchmark
 from mtmcs.engine.run import RunConfig, run_benchmark
 from mtmcs.engine.scheduler import RunSettings
 from mtmcs.errors import ConfigError, ProviderError
+from mtmcs.models.base import CALL_KIND_HEADER
+from mtmcs.models.images import ImageEncoder
+from mtmcs.models.registry import ProviderOptions, create_model
+from mtmcs.passes.stances import classify_run
 from mtmcs.protocol.dialogues import expand_row
-from mtmcs.protocol.prompts import MCQ_INSTRUCTION, TF_INSTRUCTION
 from mtmcs.protocol.types import Row, Split
 
 JUDGE_REPLY = '{"score": 4, "explanation": "Reasonable."}'
 
 
 def kind_of(request: RecordedRequest) -> str:
-    """turn / mcq / tf / judge, read off a recorded request."""
-    if request.body["model"] == "judge":
-        return "judge"
-    text = text_of(request.body["messages"][-1])
-    if MCQ_INSTRUCTION in text:
-        return "mcq"
-    if TF_INSTRUCTION in text:
-        return "tf"
-    return "turn"
+    """turn / mcq / tf / judge / reward / selector / …: the kind of call the provider says a
+    recorded request is (its `X-Mtmcs-Call-Kind` header), whatever the prompt's wording."""
+    assert request.call_kind, f"request #{request.index} ({request.path}) names no call kind"
+    return request.call_kind
 
 
 def text_of(message: dict[str, Any]) -> str:
@@ -48,14 +48,15 @@ def has_image(message: dict[str, Any]) -> bool:
 
 
 def standard_reply(request: RecordedRequest) -> str:
-    """Turns echo their turn number; questions answer A / True; the judge gives 4."""
+    """Turns echo their turn number; questions answer A / True; the judge (asked to judge, to
+    rate a candidate, to choose a defence prompt, …) gives 4."""
     kind = kind_of(request)
-    if kind == "judge":
-        return JUDGE_REPLY
     if kind == "mcq":
         return "A"
     if kind == "tf":
         return "True"
+    if kind != "turn":
+        return JUDGE_REPLY
     users = sum(m["role"] == "user" for m in request.body["messages"])
     return f"reply to turn {users} of [{text_of(request.body['messages'][-1])[:40]}]"
 
@@ -353,6 +354,58 @@ def test_anthropic_provider_sends_image_blocks_and_alternating_roles(
     assert image["source"]["media_type"] == "image/png"
     assert final.body["max_tokens"] == 128
     assert final.body["temperature"] == 0.1
+
+
+@pytest.mark.parametrize("provider", ["openai-compatible", "anthropic"])
+def test_every_request_names_the_kind_of_call_it_is_in_a_header(
+    fake_server: Callable[..., FakeServer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    provider: str,
+) -> None:
+    """`X-Mtmcs-Call-Kind` is the kind the call is stored under: turn, mcq, tf and judge in
+    a run, selector for AdaShield-A's judge calls inside a call, stance for the stance pass."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    server = fake_server(standard_reply)
+    url = server.base_url if provider == "openai-compatible" else server.anthropic_base_url
+    result = run_benchmark(
+        RunConfig(
+            model=f"{provider}/test-model",
+            judge=f"{provider}/judge",
+            dataset="sample",
+            splits=("type_a",),
+            modalities=("unimodal",),
+            limit=1,
+            out=tmp_path,
+            base_urls=(url,),
+            judge_base_urls=(url,),
+            max_retries=0,
+            defense="adashield-a",
+            defense_selector="judge",
+        )
+    )
+    assert result.complete
+
+    async def stances() -> None:
+        options = ProviderOptions(base_url=url, max_retries=0, timeout=10)
+        judge = create_model(f"{provider}/stance-judge", ImageEncoder(bytes), options, judge=True)
+        try:
+            await classify_run(tmp_path, judge)
+        finally:
+            await judge.aclose()
+
+    asyncio.run(stances())
+    sent = Counter(
+        (request.body["model"], request.headers[CALL_KIND_HEADER.lower()])
+        for request in server.requests
+    )
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        stored = Counter(  # "openai-compatible/test-model+adashield-a" was sent "test-model"
+            (name.rpartition("/")[2].partition("+")[0], kind)
+            for name, kind in db.execute("SELECT model, kind FROM calls")
+        )
+    assert sent == stored
+    assert {kind for _, kind in sent} == {"turn", "mcq", "tf", "judge", "selector", "stance"}
 
 
 def test_dead_server_fails_fast_with_a_clear_error(tmp_path: Path) -> None:

@@ -23,7 +23,13 @@ from typing import Any
 from mtmcs.engine.attempt import attempt
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.store import CallRecord, Store, request_key
-from mtmcs.models.base import REASONING_EXHAUSTED, CallFailed, ChatModel, ChatRequest
+from mtmcs.models.base import (
+    REASONING_EXHAUSTED,
+    CallFailed,
+    ChatModel,
+    ChatRequest,
+    calling_as,
+)
 
 Parse = Callable[[str], Any]
 """Reads an answer's text into the value the pass uses; the value must be JSON-serialisable
@@ -97,7 +103,8 @@ class Caller:
     ) -> Answer | str:
         """The answer to `request` for `item`, or the cause of the failure.
 
-        `kind` labels the stored record (default: the request's kind).
+        `kind` labels the stored record (default: the request's kind); the SDK providers
+        also send it to the server (`mtmcs.models.base.CALL_KIND_HEADER`).
         """
         answer = await self._call(item, request, parse, kind)
         if self._on_call is not None:
@@ -122,14 +129,17 @@ class Caller:
         if stored is not None and stored.output is not None:
             counts.cached += 1
             return Answer(stored.output, parse(stored.output), cached=True)
+        label = kind or request.kind
         await self.limiter.acquire()
         started = time.perf_counter()
         try:
-            result = await attempt(self.model, request, answered_before=counts.made > 0, item=item)
+            with calling_as(label):  # providers tell the server (`CALL_KIND_HEADER`)
+                result = await attempt(
+                    self.model, request, answered_before=counts.made > 0, item=item
+                )
         finally:
             self.limiter.release()
         latency = time.perf_counter() - started
-        label = kind or request.kind
         if isinstance(result, str):
             counts.failed += 1
             counts.reasoning_exhausted += result.startswith(REASONING_EXHAUSTED)

@@ -7,7 +7,14 @@ from typing import Any
 import anthropic
 
 from mtmcs.errors import remember_secret
-from mtmcs.models.base import REASONING_EXHAUSTED, CallFailed, ChatRequest, Completion
+from mtmcs.models.base import (
+    CALL_KIND_HEADER,
+    REASONING_EXHAUSTED,
+    CallFailed,
+    ChatRequest,
+    Completion,
+    call_kind,
+)
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.transport import RateLimitHook, client_options, sdk_errors
 from mtmcs.protocol.messages import Message
@@ -31,7 +38,13 @@ def anthropic_content(message: Message, images: ImageEncoder) -> str | list[dict
 
 
 class AnthropicChat:
-    """Messages through the official SDK, with its bounded retries and back-off."""
+    """Messages through the official SDK, with its bounded retries and back-off.
+
+    Every request carries the header `X-Mtmcs-Call-Kind` (`CALL_KIND_HEADER`): the kind of
+    call it is (`turn`, `mcq`, `tf`, `judge`, `stance`, `reward`, `selector`, … see
+    `mtmcs.models.base.call_kind`). Servers ignore headers they do not know; a test server
+    can route on it instead of on the prompt's wording.
+    """
 
     def __init__(
         self,
@@ -90,7 +103,9 @@ class AnthropicChat:
 
     async def complete(self, request: ChatRequest) -> Completion:
         with sdk_errors(anthropic, self.name, self._model, self._base_url):
-            response = await self._client.messages.create(**self._arguments(request))
+            response = await self._client.messages.create(
+                **self._arguments(request), extra_headers={CALL_KIND_HEADER: call_kind(request)}
+            )
         try:
             text = "".join(block.text for block in response.content if block.type == "text")
             usage = response.usage

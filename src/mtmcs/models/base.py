@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -16,8 +19,9 @@ class ChatRequest:
 
     `kind` and `option_count` tell reference policies what is asked; `judged_replies`
     carries the assistant replies under judgement for the heuristic judge. Providers that
-    talk to a real model send only `messages` and the decoding settings;
-    `reasoning_effort` goes to reasoning models (`max_tokens` then includes the reasoning).
+    talk to a real model send only `messages` and the decoding settings (and the HTTP
+    providers the call's kind in a header, see `call_kind`); `reasoning_effort` goes to
+    reasoning models (`max_tokens` then includes the reasoning).
     """
 
     messages: tuple[Message, ...]
@@ -45,6 +49,34 @@ class Completion:
     input_tokens: int | None = None
     output_tokens: int | None = None
     trace: tuple[tuple[str, str], ...] = ()
+
+
+CALL_KIND_HEADER = "X-Mtmcs-Call-Kind"
+"""The HTTP header in which the SDK providers send each request's `call_kind` (servers
+ignore headers they do not know; test servers route on it rather than on prompt wording)."""
+
+_call_kind: ContextVar[str | None] = ContextVar("mtmcs_call_kind", default=None)
+
+
+def call_kind(request: ChatRequest) -> str:
+    """What kind of call `request` is: the kind the enclosing `calling_as` names (the kind
+    under which the call is stored: `reward`, `selector`, `categorize`, a build stage, …),
+    else the request's own `kind` (`turn`, `mcq`, `tf`, `judge`, `stance`).
+
+    Calls a defence makes inside a call (a draft's self-check, Immune's candidates) are of
+    the kind of the call they answer.
+    """
+    return _call_kind.get() or request.kind
+
+
+@contextmanager
+def calling_as(kind: str) -> Iterator[None]:
+    """Every request made in this block (in this task) is of kind `kind` (see `call_kind`)."""
+    token = _call_kind.set(kind)
+    try:
+        yield
+    finally:
+        _call_kind.reset(token)
 
 
 REASONING_EXHAUSTED = "empty completion: hidden reasoning spent the whole token budget"

@@ -11,7 +11,14 @@ import openai
 from openai.types.chat import ChatCompletion
 
 from mtmcs.errors import remember_secret
-from mtmcs.models.base import REASONING_EXHAUSTED, CallFailed, ChatRequest, Completion
+from mtmcs.models.base import (
+    CALL_KIND_HEADER,
+    REASONING_EXHAUSTED,
+    CallFailed,
+    ChatRequest,
+    Completion,
+    call_kind,
+)
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.transport import RateLimitHook, client_options, sdk_errors
 from mtmcs.protocol.messages import Message
@@ -92,7 +99,13 @@ class RequestBody:
 
 
 class OpenAIChat:
-    """Chat completions through the official SDK, with its bounded retries and back-off."""
+    """Chat completions through the official SDK, with its bounded retries and back-off.
+
+    Every request carries the header `X-Mtmcs-Call-Kind` (`CALL_KIND_HEADER`): the kind of
+    call it is (`turn`, `mcq`, `tf`, `judge`, `stance`, `reward`, `selector`, … see
+    `mtmcs.models.base.call_kind`). Servers ignore headers they do not know; a test server
+    can route on it instead of on the prompt's wording.
+    """
 
     def __init__(
         self,
@@ -148,7 +161,12 @@ class OpenAIChat:
                 "/chat/completions",
                 cast_to=ChatCompletion,
                 content=body,
-                options={"headers": {"Content-Length": str(body.length)}},
+                options={
+                    "headers": {
+                        "Content-Length": str(body.length),
+                        CALL_KIND_HEADER: call_kind(request),
+                    }
+                },
             )
         try:
             choice = response.choices[0]
