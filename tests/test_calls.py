@@ -16,9 +16,10 @@ import pytest
 from command import mtmcs
 from fakeserver import FakeServer, RecordedRequest, Reply
 from mtmcs.data.loaders import load_benchmark
+from mtmcs.data.selection import select_rows
 from mtmcs.engine.calls import Answer, Caller
 from mtmcs.engine.limits import AdaptiveLimiter
-from mtmcs.engine.run import RunConfig, run_benchmark, select_rows
+from mtmcs.engine.run import RunConfig, run_benchmark
 from mtmcs.engine.scheduler import RunSettings
 from mtmcs.engine.store import Store
 from mtmcs.files import write_json

@@ -25,7 +25,7 @@ def test_delta_with_a_missing_figure_is_empty() -> None:
 
 def test_report_shows_each_defended_run_against_its_undefended_run(tmp_path: Path) -> None:
     from mtmcs.engine.run import RunConfig, run_benchmark
-    from mtmcs.report.cli import report
+    from mtmcs.report.writer import write_report
 
     for name, defense in (("plain", None), ("patched", "dpp")):
         run_benchmark(
@@ -38,7 +38,7 @@ def test_report_shows_each_defended_run_against_its_undefended_run(tmp_path: Pat
                 defense=defense,
             )
         )
-    report([tmp_path / "plain", tmp_path / "patched"], tmp_path / "report", ["md"])
+    write_report([tmp_path / "plain", tmp_path / "patched"], tmp_path / "report", ["md"])
     markdown = (tmp_path / "report" / "leaderboard.md").read_text()
     section = markdown.split("## Defences: change against the undefended run", 1)[1]
     rows = [line for line in section.splitlines() if line.startswith("| dpp |")]

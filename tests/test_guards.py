@@ -11,7 +11,7 @@ import pytest
 from command import mtmcs
 from fakeserver import FakeServer, RecordedRequest
 from mtmcs.data.loaders import load_benchmark
-from mtmcs.engine.run import select_rows
+from mtmcs.data.selection import select_rows
 from mtmcs.guardrails.guard_eval import (
     DialogueFlags,
     Flag,

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from fakeserver import FakeServer
-from mtmcs.cli import metrics_table
+from mtmcs.cli.run_output import metrics_table
 from mtmcs.engine.run import run_benchmark
 from mtmcs.errors import DataError
-from mtmcs.report.cli import report
 from mtmcs.report.leaderboard import HEADER, load_runs, render_csv, render_markdown, run_rows
+from mtmcs.report.writer import write_report
 from mtmcs.scoring.metrics import CELL_METRICS
 from mtmcs.scoring.rundir import RunDir
 from mtmcs.scoring.runfiles import FORMAT_VERSION, DialogueRecord, StanceRecord, Summary
@@ -152,7 +152,7 @@ def test_a_run_written_before_versioning_is_read_as_version_0(tmp_path: Path) ->
     assert [r.unsafe_intent for r in run.read_dialogues()] == ["", ""]  # added later
     stances = run.read_stances()
     assert stances is not None and stances[0].format_version == 0
-    written = report([run.path], tmp_path / "report", ["md", "csv"])
+    written = write_report([run.path], tmp_path / "report", ["md", "csv"])
     assert {path.name for path in written} >= {"leaderboard.md", "leaderboard.csv"}
     markdown = (tmp_path / "report" / "leaderboard.md").read_text()
     assert "openai/old-model" in markdown and "50.0 [25.0–100.0] n=4" in markdown
@@ -181,7 +181,7 @@ def test_a_file_of_a_newer_format_is_refused_naming_it(
     run = old_run(tmp_path)
     rewrite(run / name, line, format_version=FORMAT_VERSION + 1, new_field="?")
     with pytest.raises(DataError) as caught:
-        report([run], tmp_path / "report", ["md", "csv"])
+        write_report([run], tmp_path / "report", ["md", "csv"])
     (problem,) = caught.value.problems
     source = str(run / name) + (f":{line}" if line else "")
     assert problem.source == source and problem.field == "format_version"

@@ -14,6 +14,7 @@ from mtmcs import __version__
 from mtmcs.data.authors_rubrics import AUTHORS_RUBRICS_COMMIT, load_authors_rubrics
 from mtmcs.data.captions import fetch_official_captions, load_captions
 from mtmcs.data.loaders import Benchmark, LoadOptions, load_benchmark
+from mtmcs.data.selection import select_rows
 from mtmcs.engine.calls import Caller
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.scheduler import Role, RunOutcome, RunSettings, Scheduler
@@ -27,6 +28,7 @@ from mtmcs.models.registry import (
     create_model_pool,
     is_heuristic_judge,
     is_reasoning_model,
+    judge_kind,
 )
 from mtmcs.protocol.dialogues import expand_row
 from mtmcs.protocol.judge import DEFAULT_JUDGE
@@ -44,7 +46,6 @@ from mtmcs.scoring.runfiles import (
     Summary,
 )
 
-HEURISTIC_JUDGE_LABEL = "heuristic (refusal keywords), not an LLM judge"
 RubricSource = Literal["ours", "authors"]
 RUBRIC_SOURCES: tuple[RubricSource, ...] = ("ours", "authors")
 
@@ -101,28 +102,6 @@ def run_settings(config: RunConfig) -> RunSettings:
         reasoning_model=config.settings.reasoning_model or is_reasoning_model(config.model),
         reasoning_judge=config.settings.reasoning_judge or is_reasoning_model(config.judge),
     )
-
-
-def select_rows(
-    benchmark: Benchmark,
-    splits: Sequence[Split],
-    limit: int | None,
-    shard: tuple[int, int] | None = None,
-) -> list[Row]:
-    """Rows of the chosen splits, the first `limit` of each (by id) when a limit is given.
-
-    With `shard=(index, count)`, only every count-th of those rows, starting at `index`.
-    """
-    rows: list[Row] = []
-    for split in splits:
-        chosen = sorted(
-            (row for row in benchmark.rows if row.split == split), key=lambda row: row.id
-        )
-        rows += chosen[:limit] if limit is not None else chosen
-    if shard is not None:
-        index, count = shard
-        rows = rows[index::count]
-    return rows
 
 
 def planned_calls(dialogues: Sequence[Dialogue]) -> dict[Role, int]:
@@ -191,7 +170,7 @@ def build_summary(
         defense_text=config.defense_text,
         defense_selector=config.defense_selector if config.defense == "adashield-a" else None,
         judge=config.judge,
-        judge_kind=HEURISTIC_JUDGE_LABEL if is_heuristic_judge(config.judge) else "LLM judge",
+        judge_kind=judge_kind(config.judge),
         dataset=benchmark.name,
         revision=benchmark.revision,
         splits=tuple(config.splits),

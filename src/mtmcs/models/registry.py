@@ -17,6 +17,7 @@ from mtmcs.models.transport import RateLimitHook
 PROVIDERS = ("openai", "openai-compatible", "anthropic", "hf", "vllm", "baseline")
 BASELINE_MODELS = ("baseline/refuse", "baseline/random")
 BASELINE_JUDGES = ("baseline/keyword",)
+HEURISTIC_JUDGE_LABEL = "heuristic (refusal keywords), not an LLM judge"
 PLACEHOLDER_KEY = "EMPTY"
 LOCAL_PATH_PREFIXES = ("/", "./", "../", "~")
 
@@ -82,6 +83,11 @@ def is_reasoning_model(name: str) -> bool:
 def is_heuristic_judge(name: str) -> bool:
     """Whether a judge name is the keyword heuristic rather than an LLM."""
     return name in BASELINE_JUDGES
+
+
+def judge_kind(name: str) -> str:
+    """What a judge is, as run files and tables say it: an LLM or the keyword heuristic."""
+    return HEURISTIC_JUDGE_LABEL if is_heuristic_judge(name) else "LLM judge"
 
 
 def local_model_source(name: str, model: str) -> str:

@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
 
 from mtmcs.engine.calls import Answer, Caller
+from mtmcs.engine.limits import AdaptiveLimiter
+from mtmcs.engine.store import Store
+from mtmcs.errors import ConfigError
 from mtmcs.models.base import ChatRequest
+from mtmcs.models.images import ImageEncoder
+from mtmcs.models.registry import ProviderOptions, create_model, split_name
+from mtmcs.protocol.judge import DEFAULT_JUDGE
 from mtmcs.scoring.categories import (
     CATEGORIZE_DECODING,
     CategoryMap,
@@ -66,3 +74,31 @@ async def categorize_with_model(
         else:
             errors[intent] = f"unparseable reply: {answer.parsed['unparseable']}"
     return previous.model_copy(update={"assignments": assignments, "errors": errors})
+
+
+def categorize_with_llm(
+    intents: Iterable[str],
+    previous: CategoryMap,
+    name: str,
+    options: ProviderOptions,
+    store_path: Path,
+) -> CategoryMap:
+    """`categorize_with_model` with the LLM `name` (text only, `options.connections` calls
+    in flight), its calls kept in the store at `store_path`."""
+    if split_name(name)[0] == "baseline":
+        raise ConfigError(f"{name} cannot categorize: choose an LLM, e.g. {DEFAULT_JUDGE}")
+    limiter = AdaptiveLimiter(options.connections)
+    options = replace(options, on_rate_limit=limiter.throttled)
+    model = create_model(name, ImageEncoder(lambda image_id: b""), options)  # text only
+    store = Store(store_path)
+
+    async def categorize() -> CategoryMap:
+        try:
+            return await categorize_with_model(intents, Caller(model, store, limiter), previous)
+        finally:
+            await model.aclose()
+
+    try:
+        return asyncio.run(categorize())
+    finally:
+        store.close()

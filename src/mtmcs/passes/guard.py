@@ -13,15 +13,58 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mtmcs.engine.calls import Caller
+from mtmcs.engine.calls import CallCounts, Caller
+from mtmcs.engine.limits import AdaptiveLimiter
+from mtmcs.engine.store import Store
+from mtmcs.errors import ConfigError
 from mtmcs.files import write_json, write_jsonl
 from mtmcs.guardrails.guard_eval import PREFIXES, GuardCall
-from mtmcs.guardrails.guards import Guard, GuardVerdict
+from mtmcs.guardrails.guards import Guard, GuardFormat, GuardKind, GuardVerdict
+from mtmcs.models.images import ImageEncoder
+from mtmcs.models.registry import ProviderOptions, create_model, split_name
 from mtmcs.protocol.types import Dialogue
 
 SUMMARY_FILE = "guard_summary.json"
 VERDICTS_FILE = "guard_verdicts.jsonl"
 STORE_FILE = "store.sqlite"
+
+
+def build_guard(
+    name: str,
+    kind: GuardKind,
+    images: ImageEncoder,
+    *,
+    base_url: str | None,
+    guard_format: GuardFormat,
+    send_images: bool,
+    max_retries: int,
+    timeout: float,
+    connections: int,
+    limiter: AdaptiveLimiter | None = None,
+) -> Guard:
+    """The guard for a `provider/model` name and a guard kind (backing off with `limiter`)."""
+    provider, model = split_name(name)
+    if provider == "openai-compatible" and not base_url:
+        raise ConfigError(f"{name} needs --guard-base-url (e.g. http://localhost:8000/v1)")
+    if kind == "openai-moderation":
+        if provider not in ("openai", "openai-compatible"):
+            raise ConfigError("--guard-kind openai-moderation needs an openai/<model> guard")
+        from mtmcs.models.moderation import ModerationModel
+
+        moderation = ModerationModel(
+            name, model, images, base_url=base_url, max_retries=max_retries, timeout=timeout
+        )
+        return Guard(moderation, kind, images=send_images)
+    if provider == "baseline":
+        raise ConfigError("baseline models are not guards; use a served guard model")
+    options = ProviderOptions(
+        base_url,
+        max_retries,
+        timeout,
+        connections=connections,
+        on_rate_limit=limiter.throttled if limiter is not None else None,
+    )
+    return Guard(create_model(name, images, options), kind, guard_format, send_images)
 
 
 def guard_item(dialogue: Dialogue, prefix: int) -> str:
@@ -72,6 +115,31 @@ async def run_guard(
         return call
 
     return list(await asyncio.gather(*(one(d, prefix) for d in dialogues for prefix in PREFIXES)))
+
+
+def classify_dialogues(
+    guard: Guard,
+    dialogues: Sequence[Dialogue],
+    images: ImageEncoder,
+    limiter: AdaptiveLimiter,
+    out: Path,
+) -> tuple[list[GuardCall], CallCounts]:
+    """`run_guard` with its calls kept in `OUT/store.sqlite`; the calls and their counts."""
+    out.mkdir(parents=True, exist_ok=True)
+    store = Store(out / STORE_FILE)
+    caller = Caller(guard.model, store, limiter)
+
+    async def evaluate() -> list[GuardCall]:
+        try:
+            return await run_guard(guard, caller, dialogues, images.release)
+        finally:
+            await guard.aclose()
+
+    try:
+        calls = asyncio.run(evaluate())
+    finally:
+        store.close()
+    return calls, caller.counts
 
 
 def write_results(out: Path, calls: Sequence[GuardCall], summary: dict[str, Any]) -> None:

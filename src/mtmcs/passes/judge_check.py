@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 
 from mtmcs.engine.calls import Caller
+from mtmcs.engine.limits import AdaptiveLimiter
+from mtmcs.engine.store import Store
+from mtmcs.models.images import ImageEncoder
+from mtmcs.models.registry import ProviderOptions, create_model, is_reasoning_model
 from mtmcs.protocol.judge import parse_verdict
-from mtmcs.protocol.prompts import JUDGE_DECODING, Decoding
+from mtmcs.protocol.prompts import JUDGE_DECODING, Decoding, judge_decoding
 from mtmcs.scoring.injection import (
     ATTACKS,
     BASE_CASES,
@@ -74,3 +80,26 @@ async def judge_check(
         clean=tuple(results[: len(cases)]),
         attacked=tuple(results[len(cases) :]),
     )
+
+
+def check_judge(name: str, options: ProviderOptions, store_path: Path) -> JudgeCheckReport:
+    """`judge_check` of the judge `name` (text only: it sees captions, no images), with
+    `options.connections` calls in flight and its calls kept in the store at `store_path`."""
+    limiter = AdaptiveLimiter(options.connections)
+    options = replace(options, on_rate_limit=limiter.throttled)
+    model = create_model(name, ImageEncoder(lambda image_id: b""), options, judge=True)
+    store = Store(store_path)
+
+    async def check() -> JudgeCheckReport:
+        try:
+            return await judge_check(
+                Caller(model, store, limiter),
+                decoding=judge_decoding(reasoning=is_reasoning_model(name)),
+            )
+        finally:
+            await model.aclose()
+
+    try:
+        return asyncio.run(check())
+    finally:
+        store.close()

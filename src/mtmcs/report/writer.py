@@ -1,12 +1,9 @@
-"""`mtmcs report RUN_DIR...`: leaderboard tables, plots and a per-dialogue export."""
+"""Report files of finished runs: leaderboard tables, breakdowns, plots, exports, HTML."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
-
-import typer
 
 from mtmcs.errors import ConfigError, StoreError
 from mtmcs.report.breakdowns import (
@@ -76,7 +73,7 @@ def breakdown_tables(
     return [table for table in tables if table.rows]
 
 
-def report(
+def write_report(
     run_dirs: Sequence[Path],
     out: Path,
     formats: Sequence[str],
@@ -127,29 +124,3 @@ def report(
         except OSError as error:
             raise StoreError(f"cannot write {out / 'report.html'}: {error.strerror}") from error
     return written
-
-
-def report_command(
-    run_dirs: Annotated[
-        list[Path], typer.Argument(help="Run directories (each with summary.json).")
-    ],
-    out: Annotated[Path, typer.Option(help="Directory for the report files.")] = Path("report"),
-    format: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--format",
-            help="Comma-separated or repeated: md, csv, latex, png (also SVG), parquet, "
-            "html (default: all).",
-        ),
-    ] = None,
-    categories: Annotated[
-        Path | None,
-        typer.Option(
-            help="Harm-category mapping file from `mtmcs categorize`: adds the breakdown "
-            "by category and the category filter."
-        ),
-    ] = None,
-) -> None:
-    """Leaderboard (Markdown, CSV, LaTeX), breakdowns, plots, a per-dialogue export and HTML."""
-    for path in report(run_dirs, out, parse_formats(format), categories):
-        typer.echo(str(path))

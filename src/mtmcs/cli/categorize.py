@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from mtmcs.console import console, errors
+from mtmcs.cli.console import console, errors
+from mtmcs.cli.options import (
+    DatasetOption,
+    MaxRetriesOption,
+    RevisionOption,
+    SplitOption,
+    TimeoutOption,
+    choice,
+    splits,
+)
 from mtmcs.data.loaders import LoadOptions, load_benchmark
-from mtmcs.engine.calls import Caller
-from mtmcs.engine.limits import AdaptiveLimiter
-from mtmcs.engine.store import Store
-from mtmcs.errors import ConfigError
-from mtmcs.models.images import ImageEncoder
-from mtmcs.models.registry import ProviderOptions, create_model, split_name
-from mtmcs.passes.categorize import categorize_with_model
+from mtmcs.models.registry import ProviderOptions
+from mtmcs.passes.categorize import categorize_with_llm
 from mtmcs.protocol.judge import DEFAULT_JUDGE
-from mtmcs.protocol.types import SPLITS, Split
-from mtmcs.scoring.categories import BY_ID, METHODS, CategoryMap, Method, category_of
+from mtmcs.scoring.categories import BY_ID, METHODS, CategoryMap, category_of
 from mtmcs.scoring.categorize import (
     EMBEDDING_MODEL,
     categorize_with_embeddings,
@@ -30,40 +31,6 @@ from mtmcs.scoring.categorize import (
     reusable,
     write_map,
 )
-
-
-def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
-    if value not in allowed:
-        raise typer.BadParameter(
-            f"{value}: expected one of {', '.join(allowed)}", param_hint=option
-        )
-    return value
-
-
-def _categorize_llm(
-    intents: list[str],
-    previous: CategoryMap,
-    name: str,
-    options: ProviderOptions,
-    store_path: Path,
-) -> CategoryMap:
-    if split_name(name)[0] == "baseline":
-        raise ConfigError(f"{name} cannot categorize: choose an LLM, e.g. {DEFAULT_JUDGE}")
-    limiter = AdaptiveLimiter(options.connections)
-    options = replace(options, on_rate_limit=limiter.throttled)
-    model = create_model(name, ImageEncoder(lambda image_id: b""), options)  # text only
-    store = Store(store_path)
-
-    async def categorize() -> CategoryMap:
-        try:
-            return await categorize_with_model(intents, Caller(model, store, limiter), previous)
-        finally:
-            await model.aclose()
-
-    try:
-        return asyncio.run(categorize())
-    finally:
-        store.close()
 
 
 def category_table(mapping: CategoryMap, intents: list[str]) -> Table:
@@ -80,16 +47,10 @@ def category_table(mapping: CategoryMap, intents: list[str]) -> Table:
     return table
 
 
-def categorize_command(
-    dataset: Annotated[
-        str, typer.Option(help="'official' (ND-25/MCS-bench), 'sample' (bundled) or a directory.")
-    ] = "official",
-    split: Annotated[
-        list[str] | None, typer.Option(help="type_a and/or type_b (default: both).")
-    ] = None,
-    revision: Annotated[
-        str | None, typer.Option(help="Hub revision of the official dataset.")
-    ] = None,
+def categorize(
+    dataset: DatasetOption = "official",
+    split: SplitOption = None,
+    revision: RevisionOption = None,
     method: Annotated[
         str, typer.Option(help="llm: ask --model; embedding: nearest category, offline.")
     ] = "llm",
@@ -98,8 +59,8 @@ def categorize_command(
     ),
     base_url: Annotated[str | None, typer.Option(help="Server of the LLM.")] = None,
     max_connections: Annotated[int, typer.Option(min=1, help="LLM calls in flight.")] = 8,
-    max_retries: Annotated[int, typer.Option(min=0, help="SDK retries per call.")] = 2,
-    timeout: Annotated[float, typer.Option(min=1, help="Seconds per call.")] = 120.0,
+    max_retries: MaxRetriesOption = 2,
+    timeout: TimeoutOption = 120.0,
     out: Annotated[
         Path, typer.Option(help="Mapping file; reused: only intents it lacks are categorized.")
     ] = Path("categories.json"),
@@ -117,9 +78,8 @@ def categorize_command(
     (categories.json → categories.sqlite): a rerun makes no call but those that failed; an
     unparseable reply is read again from the store (delete the store to ask again).
     """
-    chosen = cast(Method, _choice(method, METHODS, "--method"))
-    splits = tuple(cast(Split, _choice(value, SPLITS, "--split")) for value in split or SPLITS)
-    benchmark = load_benchmark(dataset, splits, revision, LoadOptions(check_images=False))
+    chosen = choice(method, METHODS, "--method")
+    benchmark = load_benchmark(dataset, splits(split), revision, LoadOptions(check_images=False))
     intents = [row.unsafe_intent for row in benchmark.rows]
     name = model if chosen == "llm" else EMBEDDING_MODEL
     previous = reusable(read_map(out), chosen, name, out)
@@ -127,7 +87,7 @@ def categorize_command(
         options = ProviderOptions(
             base_url=base_url, max_retries=max_retries, timeout=timeout, connections=max_connections
         )
-        mapping = _categorize_llm(
+        mapping = categorize_with_llm(
             intents, previous, name, options, store or out.with_suffix(".sqlite")
         )
     else:

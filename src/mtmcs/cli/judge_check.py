@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Annotated
@@ -10,17 +9,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mtmcs.console import console
-from mtmcs.engine.calls import Caller
-from mtmcs.engine.limits import AdaptiveLimiter
-from mtmcs.engine.store import Store
+from mtmcs.cli.console import console
+from mtmcs.cli.options import MaxRetriesOption, TimeoutOption, default_dir
 from mtmcs.errors import StoreError
-from mtmcs.models.images import ImageEncoder
-from mtmcs.models.registry import ProviderOptions, create_model, is_reasoning_model
-from mtmcs.passes.judge_check import judge_check
+from mtmcs.models.registry import ProviderOptions
+from mtmcs.passes.judge_check import check_judge
 from mtmcs.protocol.judge import DEFAULT_JUDGE
-from mtmcs.protocol.prompts import judge_decoding
-from mtmcs.scoring.injection import JudgeCheckReport
 
 
 def default_store(judge: str, out: Path | None) -> Path:
@@ -28,17 +22,17 @@ def default_store(judge: str, out: Path | None) -> Path:
     `runs/judge-check__<judge>.sqlite`."""
     if out is not None:
         return out.with_suffix(".sqlite")
-    return Path("runs") / ("judge-check__" + judge.replace("/", "__") + ".sqlite")
+    return default_dir("judge-check__", judge, ".sqlite")
 
 
-def judge_check_command(
+def judge_check(
     judge: Annotated[
         str, typer.Option(help="Judge, provider/model or baseline/keyword.")
     ] = DEFAULT_JUDGE,
     judge_base_url: Annotated[str | None, typer.Option(help="Server of the judge.")] = None,
     max_connections: Annotated[int, typer.Option(min=1, help="Judge calls in flight.")] = 8,
-    max_retries: Annotated[int, typer.Option(min=0, help="SDK retries per call.")] = 2,
-    timeout: Annotated[float, typer.Option(min=1, help="Seconds per call.")] = 120.0,
+    max_retries: MaxRetriesOption = 2,
+    timeout: TimeoutOption = 120.0,
     out: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
     store: Annotated[
         Path | None,
@@ -53,34 +47,8 @@ def judge_check_command(
     Every judge call is kept in a store (see --store): a rerun makes no call but those that
     failed.
     """
-    limiter = AdaptiveLimiter(max_connections)
-    model = create_model(
-        judge,
-        ImageEncoder(lambda image_id: b""),  # text-only: the judge sees captions, no images
-        ProviderOptions(
-            judge_base_url,
-            max_retries,
-            timeout,
-            on_rate_limit=limiter.throttled,
-            connections=max_connections,
-        ),
-        judge=True,
-    )
-    calls = Store(store or default_store(judge, out))
-
-    async def check() -> JudgeCheckReport:
-        try:
-            return await judge_check(
-                Caller(model, calls, limiter),
-                decoding=judge_decoding(reasoning=is_reasoning_model(judge)),
-            )
-        finally:
-            await model.aclose()
-
-    try:
-        report = asyncio.run(check())
-    finally:
-        calls.close()
+    options = ProviderOptions(judge_base_url, max_retries, timeout, connections=max_connections)
+    report = check_judge(judge, options, store or default_store(judge, out))
     table = Table(title=f"judge {judge}: prompt-injection check")
     for header in ("attack", "cases", "moved up", "mean Δ", "unparsed", "failed"):
         table.add_column(header, justify="left" if header == "attack" else "right")

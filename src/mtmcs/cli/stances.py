@@ -8,19 +8,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    Progress,
-    TaskID,
-)
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from mtmcs.console import call_progress, console, errors
+from mtmcs.cli.console import call_progress, console, errors
+from mtmcs.cli.options import MaxRetriesOption, TimeoutOption
 from mtmcs.engine.limits import AdaptiveLimiter
-from mtmcs.engine.run import HEURISTIC_JUDGE_LABEL
 from mtmcs.errors import ConfigError
 from mtmcs.models.base import ChatModel
 from mtmcs.models.images import ImageEncoder
-from mtmcs.models.registry import ProviderOptions, create_model_pool, is_heuristic_judge
+from mtmcs.models.registry import ProviderOptions, create_model_pool, judge_kind
 from mtmcs.passes.stances import StanceResult, classify_run
 from mtmcs.protocol.judge import DEFAULT_JUDGE
 from mtmcs.protocol.stances import ONSETS, PERSISTENCES, STANCES
@@ -112,7 +109,7 @@ async def _classify_all(
     return results
 
 
-def stances_command(
+def stances(
     run_dirs: Annotated[
         list[Path], typer.Argument(metavar="RUN_DIR...", help="Run directories of `mtmcs run`.")
     ],
@@ -123,8 +120,8 @@ def stances_command(
         list[str] | None, typer.Option(help="Server of the judge; repeat for replicas.")
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Judge calls at once.")] = 16,
-    max_retries: Annotated[int, typer.Option(min=0, help="SDK retries per call.")] = 2,
-    timeout: Annotated[float, typer.Option(min=1, help="Seconds per call.")] = 120.0,
+    max_retries: MaxRetriesOption = 2,
+    timeout: TimeoutOption = 120.0,
 ) -> None:
     """Classify each assistant turn as refuse, hedge or comply (ours, not the paper's).
 
@@ -155,9 +152,8 @@ def stances_command(
     progress = call_progress()
     with progress:
         results = asyncio.run(_classify_all(run_dirs, model, limiter, progress))
-    judge_kind = HEURISTIC_JUDGE_LABEL if is_heuristic_judge(judge) else "LLM judge"
     for result in results:
-        _print_result(result, judge_kind)
+        _print_result(result, judge_kind(judge))
     if any(result.failed for result in results):
         errors.print(
             "[yellow]some stance calls failed[/]; rerun the same command to retry only them",

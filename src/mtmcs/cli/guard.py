@@ -1,74 +1,35 @@
-"""The `mtmcs guard` command: a guard model as a classifier of the benchmark's dialogues."""
+"""`mtmcs guard`: a guard model as a classifier of the benchmark's dialogues."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from mtmcs.console import console
+from mtmcs.cli.console import console
+from mtmcs.cli.options import (
+    DATASET_HELP,
+    LimitOption,
+    MaxRetriesOption,
+    ModalityOption,
+    SplitOption,
+    TimeoutOption,
+    choice,
+    default_dir,
+    modalities,
+    splits,
+)
 from mtmcs.data.loaders import load_benchmark
-from mtmcs.engine.calls import Caller
+from mtmcs.data.selection import select_rows
 from mtmcs.engine.limits import AdaptiveLimiter
-from mtmcs.engine.run import select_rows
-from mtmcs.engine.store import Store
-from mtmcs.errors import ConfigError, ProviderError, StoreError
-from mtmcs.guardrails.guard_eval import WHOLE_PREFIX, GuardCall, dialogue_flags, summarise
-from mtmcs.guardrails.guards import GUARD_FORMATS, GUARD_KINDS, Guard, GuardFormat, GuardKind
+from mtmcs.errors import ProviderError, StoreError
+from mtmcs.guardrails.guard_eval import WHOLE_PREFIX, dialogue_flags, summarise
+from mtmcs.guardrails.guards import GUARD_FORMATS, GUARD_KINDS
 from mtmcs.models.images import ImageEncoder
-from mtmcs.models.registry import ProviderOptions, create_model, split_name
-from mtmcs.passes.guard import STORE_FILE, run_guard, write_results
+from mtmcs.passes.guard import build_guard, classify_dialogues, write_results
 from mtmcs.protocol.dialogues import expand_row
-from mtmcs.protocol.types import MODALITIES, SPLITS, Modality, Split
-
-
-def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
-    if value not in allowed:
-        raise typer.BadParameter(
-            f"{value}: expected one of {', '.join(allowed)}", param_hint=option
-        )
-    return value
-
-
-def build_guard(
-    name: str,
-    kind: GuardKind,
-    images: ImageEncoder,
-    *,
-    base_url: str | None,
-    guard_format: GuardFormat,
-    send_images: bool,
-    max_retries: int,
-    timeout: float,
-    connections: int,
-    limiter: AdaptiveLimiter | None = None,
-) -> Guard:
-    """The guard for a `provider/model` name and a guard kind (backing off with `limiter`)."""
-    provider, model = split_name(name)
-    if provider == "openai-compatible" and not base_url:
-        raise ConfigError(f"{name} needs --guard-base-url (e.g. http://localhost:8000/v1)")
-    if kind == "openai-moderation":
-        if provider not in ("openai", "openai-compatible"):
-            raise ConfigError("--guard-kind openai-moderation needs an openai/<model> guard")
-        from mtmcs.models.moderation import ModerationModel
-
-        moderation = ModerationModel(
-            name, model, images, base_url=base_url, max_retries=max_retries, timeout=timeout
-        )
-        return Guard(moderation, kind, images=send_images)
-    if provider == "baseline":
-        raise ConfigError("baseline models are not guards; use a served guard model")
-    options = ProviderOptions(
-        base_url,
-        max_retries,
-        timeout,
-        connections=connections,
-        on_rate_limit=limiter.throttled if limiter is not None else None,
-    )
-    return Guard(create_model(name, images, options), kind, guard_format, send_images)
 
 
 def _percent(value: float | None, ci: Any = None) -> str:
@@ -104,7 +65,7 @@ def guard_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-def guard_command(
+def guard(
     guard: Annotated[
         str,
         typer.Option(
@@ -129,16 +90,10 @@ def guard_command(
     images: Annotated[
         bool, typer.Option(help="Send the image of multimodal dialogues (off for text guards).")
     ] = True,
-    dataset: Annotated[
-        str, typer.Option(help="'official' (ND-25/MCS-bench), 'sample' (bundled) or a directory.")
-    ] = "sample",
-    split: Annotated[
-        list[str] | None, typer.Option(help="type_a and/or type_b (default: both).")
-    ] = None,
-    modality: Annotated[
-        list[str] | None, typer.Option(help="multimodal and/or unimodal (default: both).")
-    ] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="First N rows of each split.")] = None,
+    dataset: Annotated[str, typer.Option(help=DATASET_HELP)] = "sample",
+    split: SplitOption = None,
+    modality: ModalityOption = None,
+    limit: LimitOption = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -147,24 +102,21 @@ def guard_command(
         ),
     ] = None,
     max_connections: Annotated[int, typer.Option(min=1, help="Guard calls in flight.")] = 16,
-    max_retries: Annotated[int, typer.Option(min=0, help="SDK retries per call.")] = 2,
-    timeout: Annotated[float, typer.Option(min=1, help="Seconds per call.")] = 120.0,
+    max_retries: MaxRetriesOption = 2,
+    timeout: TimeoutOption = 120.0,
 ) -> None:
     """Run a guard model over each dialogue's user side after R1, R2, R3; score it.
 
     Every guard call is kept in OUT/store.sqlite: a rerun on the same --out makes no call
     but those that failed.
     """
-    kind = cast(GuardKind, _choice(guard_kind, GUARD_KINDS, "--guard-kind"))
-    fmt = cast(GuardFormat, _choice(guard_format, GUARD_FORMATS, "--guard-format"))
-    splits = tuple(cast(Split, _choice(value, SPLITS, "--split")) for value in split or SPLITS)
-    modalities = tuple(
-        cast(Modality, _choice(value, MODALITIES, "--modality")) for value in modality or MODALITIES
-    )
-    out = out or Path("runs") / ("guard__" + guard.replace("/", "__"))
-    benchmark = load_benchmark(dataset, splits)
-    rows = select_rows(benchmark, splits, limit)
-    dialogues = [d for row in rows for d in expand_row(row, modalities)]
+    kind = choice(guard_kind, GUARD_KINDS, "--guard-kind")
+    fmt = choice(guard_format, GUARD_FORMATS, "--guard-format")
+    chosen_splits, chosen_modalities = splits(split), modalities(modality)
+    out = out or default_dir("guard__", guard)
+    benchmark = load_benchmark(dataset, chosen_splits)
+    rows = select_rows(benchmark, chosen_splits, limit)
+    dialogues = [d for row in rows for d in expand_row(row, chosen_modalities)]
     encoder = ImageEncoder(benchmark.image_bytes)
     limiter = AdaptiveLimiter(max_connections)
     model = build_guard(
@@ -179,20 +131,7 @@ def guard_command(
         connections=max_connections,
         limiter=limiter,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    store = Store(out / STORE_FILE)
-    caller = Caller(model.model, store, limiter)
-
-    async def evaluate() -> list[GuardCall]:
-        try:
-            return await run_guard(model, caller, dialogues, encoder.release)
-        finally:
-            await model.aclose()
-
-    try:
-        calls = asyncio.run(evaluate())
-    finally:
-        store.close()
+    calls, counts = classify_dialogues(model, dialogues, encoder, limiter, out)
     metadata = {
         "guard": guard,
         "guard_kind": kind,
@@ -200,8 +139,8 @@ def guard_command(
         "images": images,
         "dataset": benchmark.name,
         "revision": benchmark.revision,
-        "splits": list(splits),
-        "modalities": list(modalities),
+        "splits": list(chosen_splits),
+        "modalities": list(chosen_modalities),
         "limit": limit,
         "rows": len(rows),
         "dialogues": len(dialogues),
@@ -216,7 +155,6 @@ def guard_command(
     except OSError as error:
         raise StoreError(f"cannot write guard results to {out}: {error.strerror}") from error
     console.print(guard_table(summary))
-    counts = caller.counts
     console.print(
         f"{len(calls)} guard calls ({counts.made} made, {counts.cached} from the store), "
         f"{metadata['failed_calls']} failed; results: {out}",

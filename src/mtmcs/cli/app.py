@@ -1,0 +1,177 @@
+"""The `mtmcs` command group: every command registered by name and summary, its module
+imported only when it runs, so `mtmcs --help` imports no numpy, Pillow, pyarrow or torch.
+
+Errors end here: ours (`MtmcsError`) as one clear line and an exit code (2 for invalid
+data, 1 otherwise), usage errors as typer shows them (2), anything else as a traceback
+(1); `--debug` shows tracebacks of ours too. Every traceback goes through the redaction
+of API keys.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+from mtmcs.cli.console import errors
+from mtmcs.errors import DataError, MtmcsError, redact
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A command: the module under `mtmcs.cli` that defines it, the name of its function
+    (or `typer.Typer` of subcommands) there, and the line `mtmcs --help` shows for it."""
+
+    module: str
+    attribute: str
+    summary: str
+
+    def load(self, name: str) -> Any:
+        """The command as typer builds it (this imports its module)."""
+        target = getattr(importlib.import_module(f"mtmcs.cli.{self.module}"), self.attribute)
+        if not isinstance(target, typer.Typer):
+            single = typer.Typer(add_completion=False)
+            single.command(name)(target)
+            target = single
+        return typer.main.get_command(target)
+
+
+COMMANDS: dict[str, Entry] = {
+    "run": Entry("run", "run", "Run (or resume) the benchmark on one model and print its metrics."),
+    "data": Entry("data", "app", "Inspect and validate a dataset."),
+    "report": Entry(
+        "report",
+        "report",
+        "Leaderboard (Markdown, CSV, LaTeX), breakdowns, plots, a per-dialogue export and HTML.",
+    ),
+    "guard": Entry(
+        "guard",
+        "guard",
+        "Run a guard model over each dialogue's user side after R1, R2, R3; score it.",
+    ),
+    "build": Entry(
+        "build",
+        "build",
+        "Build a dataset in the official schema from a folder of images (resumable).",
+    ),
+    "judge-check": Entry(
+        "judge_check",
+        "judge_check",
+        "Judge fixed low-scoring dialogues clean and with injected text; report score moves.",
+    ),
+    "stances": Entry(
+        "stances",
+        "stances",
+        "Classify each assistant turn as refuse, hedge or comply (ours, not the paper's).",
+    ),
+    "categorize": Entry(
+        "categorize",
+        "categorize",
+        "Assign each distinct unsafe intent one of our ten harm categories.",
+    ),
+    "serve": Entry(
+        "serve",
+        "serve",
+        "Start `vllm serve` on 127.0.0.1 with the model card's settings; Ctrl-C stops it.",
+    ),
+}
+
+
+class _StandIn(TyperCommand):
+    """A registered command not imported yet: its name and summary, for the help listing."""
+
+
+class Commands(TyperGroup):
+    """The root group: lists the registered commands from their summaries and imports a
+    command's module only when the command is looked up to run (or to show its help)."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self._listing = False
+        for name, entry in COMMANDS.items():
+            self.commands.setdefault(name, _StandIn(name, help=entry.summary))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = self.commands.get(cmd_name)
+        if isinstance(command, _StandIn) and not self._listing:
+            command = self.commands[cmd_name] = COMMANDS[cmd_name].load(cmd_name)
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True  # list the summaries; import no command
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            errors.print("interrupted; rerun the same command to resume")
+            raise typer.Exit(130) from None
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command and exit with its code, our errors as one line (see the module)."""
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+            sys.exit(code if isinstance(code, int) else 0)
+        except typer.Exit as exit_:
+            sys.exit(exit_.exit_code)
+        except typer.Abort:
+            errors.print("interrupted; rerun the same command to resume")
+            sys.exit(130)
+        except MtmcsError as error:
+            if state["debug"]:
+                _print_traceback()
+            else:
+                errors.print("[red]error:[/]", end=" ")
+                errors.print(redact(str(error)), markup=False, highlight=False, soft_wrap=True)
+            sys.exit(2 if isinstance(error, DataError) else 1)
+        except typer.TyperException as error:  # usage errors: typer's own click exceptions
+            show = getattr(error, "show", None)
+            if show is None:
+                _print_traceback()
+                sys.exit(1)
+            show()
+            sys.exit(getattr(error, "exit_code", 2))
+        except Exception:
+            _print_traceback()
+            sys.exit(1)
+
+
+app = typer.Typer(
+    cls=Commands,
+    help="MTMCS-Bench: multi-turn multimodal contextual safety.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+state = {"debug": False}
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False) -> None:
+    state["debug"] = debug
+
+
+def _print_traceback() -> None:
+    sys.stderr.write(redact(traceback.format_exc()))
+
+
+def main() -> None:
+    """Entry point of the `mtmcs` command (and of `python -m mtmcs`)."""
+    app()

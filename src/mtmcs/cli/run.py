@@ -1,0 +1,433 @@
+"""`mtmcs run`: the benchmark on one model, then its metrics.
+
+The options come in the groups `mtmcs run --help` shows (data, model, judge, decoding,
+defence, scale-out, local models, output); each group is checked and turned into the typed
+value the engine takes (`RunSettings`, `LocalModelOptions`, the defence fields), and
+together they make the `RunConfig` of the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from mtmcs.cli.console import call_progress, errors
+from mtmcs.cli.options import (
+    DATASET_HELP,
+    MODALITY_HELP,
+    REVISION_HELP,
+    SPLIT_HELP,
+    choice,
+    default_dir,
+    modalities,
+    splits,
+)
+from mtmcs.cli.run_output import print_plan, print_summary
+from mtmcs.engine.run import RUBRIC_SOURCES, RunConfig, plan_run, run_benchmark
+from mtmcs.engine.scheduler import Role, RunSettings
+from mtmcs.errors import ConfigError
+from mtmcs.guardrails.defences import DEFENCES, DefenceName, Scope
+from mtmcs.models.registry import LocalModelOptions
+from mtmcs.protocol.judge import DEFAULT_JUDGE
+from mtmcs.protocol.messages import IMAGE_ORDERS, IMAGE_PLACEMENTS
+from mtmcs.protocol.prompts import REASONING_EFFORTS, ReasoningEffort
+from mtmcs.scoring.rundir import RunDir
+
+DATA = "Data"
+MODEL = "Model"
+JUDGE = "Judge"
+DECODING = "Decoding"
+DEFENCE = "Defence"
+SCALE_OUT = "Scale-out"
+LOCAL = "Local models"
+OUTPUT = "Output"
+Selector = Literal["lexical", "judge"]
+SELECTORS: tuple[Selector, ...] = ("lexical", "judge")
+SCOPES: tuple[Scope, ...] = ("all", "turns")
+
+
+@dataclass(frozen=True)
+class DefenceChoice:
+    """The defence options: which defence, its text, AdaShield-A's selector and the scope."""
+
+    name: DefenceName | None = None
+    text: str | None = None
+    selector: Selector = "lexical"
+    scope: Scope = "all"
+
+
+def decoding_settings(
+    *,
+    temperature: str | None,
+    seed: int | None,
+    max_tokens: int | None,
+    judge_max_tokens: int | None,
+    reasoning_effort: str | None,
+    judge_reasoning_effort: str | None,
+    image_placement: str,
+    image_order: str,
+    max_connections: int,
+    judge_max_connections: int,
+) -> RunSettings:
+    """The decoding and connection options as the scheduler's `RunSettings`."""
+    omit_temperature = temperature is not None and temperature.lower() == "none"
+    try:
+        chosen = None if temperature is None or omit_temperature else float(temperature)
+    except ValueError:
+        raise typer.BadParameter(
+            "expected a number or 'none'", param_hint="--temperature"
+        ) from None
+    return RunSettings(
+        temperature=chosen,
+        omit_temperature=omit_temperature,
+        seed=seed,
+        max_tokens=max_tokens,
+        judge_max_tokens=judge_max_tokens,
+        reasoning_effort=_effort(reasoning_effort, "--reasoning-effort"),
+        judge_reasoning_effort=_effort(judge_reasoning_effort, "--judge-reasoning-effort"),
+        image_placement=choice(image_placement, IMAGE_PLACEMENTS, "--image-placement"),
+        image_order=choice(image_order, IMAGE_ORDERS, "--image-order"),
+        max_connections=max_connections,
+        judge_max_connections=judge_max_connections,
+    )
+
+
+def _effort(value: str | None, option: str) -> ReasoningEffort | None:
+    return None if value is None else choice(value, REASONING_EFFORTS, option)
+
+
+def defence_choice(
+    defense: str | None, defense_text: Path | None, selector: str, scope: str
+) -> DefenceChoice:
+    """The defence options, checked, with the text of `--defense-text` read."""
+    name = None if defense is None else choice(defense, DEFENCES, "--defense")
+    try:
+        text = defense_text.read_text(encoding="utf-8").strip() if defense_text else None
+    except OSError as error:
+        raise ConfigError(f"cannot read --defense-text {defense_text}: {error.strerror}") from None
+    return DefenceChoice(
+        name,
+        text,
+        choice(selector, SELECTORS, "--adashield-selector"),
+        choice(scope, SCOPES, "--defense-scope"),
+    )
+
+
+def default_out(model: str, defense: str | None = None) -> Path:
+    """`runs/<model>` (slashes as `__`), `+<defence>` when defended."""
+    return default_dir("", model, f"+{defense}" if defense else "")
+
+
+def execute(config: RunConfig, ray: str | None, ray_shards: int) -> bool:
+    """Run `config` with progress bars (as Ray tasks with `ray`), print its summary; whether
+    every call was answered."""
+    progress = call_progress()
+    tasks: dict[Role, Any] = {}
+
+    def on_start(planned: Mapping[Role, int]) -> None:
+        tasks["model"] = progress.add_task(f"model {config.model}", total=planned["model"])
+        tasks["judge"] = progress.add_task(f"judge {config.judge}", total=planned["judge"])
+
+    if ray is not None:
+        from mtmcs.engine.ray_run import run_with_ray
+
+        with progress:
+            shard_task = progress.add_task("Ray shards", total=None)
+            result = run_with_ray(
+                config,
+                ray,
+                ray_shards,
+                lambda done, total: progress.update(shard_task, completed=done, total=total),
+            )
+    else:
+        with progress:
+            result = run_benchmark(config, on_start, lambda role: progress.advance(tasks[role]))
+    print_summary(RunDir(config.out))
+    if not result.complete:
+        errors.print(
+            "[yellow]incomplete run:[/] some calls failed (excluded from the metrics); "
+            "rerun the same command to retry only them. Most frequent causes:",
+            soft_wrap=True,
+        )
+        for role, counts in result.outcome.counts.items():
+            for cause, count in counts.causes.most_common(5):
+                errors.print(f"  {role}: {count} × {cause}", markup=False, soft_wrap=True)
+    return result.complete
+
+
+def run(
+    *,
+    # Data
+    dataset: Annotated[str, typer.Option(help=DATASET_HELP, rich_help_panel=DATA)] = "official",
+    revision: Annotated[str | None, typer.Option(help=REVISION_HELP, rich_help_panel=DATA)] = None,
+    split: Annotated[list[str] | None, typer.Option(help=SPLIT_HELP, rich_help_panel=DATA)] = None,
+    modality: Annotated[
+        list[str] | None, typer.Option(help=MODALITY_HELP, rich_help_panel=DATA)
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="First N rows of each split.", rich_help_panel=DATA)
+    ] = None,
+    variants: Annotated[
+        bool,
+        typer.Option(
+            help="Also run multimodal dialogues on each row's variant images.",
+            rich_help_panel=DATA,
+        ),
+    ] = False,
+    # Model
+    model: Annotated[
+        str, typer.Option(help="Model under test, provider/model.", rich_help_panel=MODEL)
+    ],
+    base_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Server of the model under test; repeat for replicas (least busy first).",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
+    max_connections: Annotated[
+        int, typer.Option(min=1, help="Model calls in flight.", rich_help_panel=MODEL)
+    ] = 32,
+    max_retries: Annotated[
+        int,
+        typer.Option(min=0, help="SDK retries per call (model and judge).", rich_help_panel=MODEL),
+    ] = 2,
+    timeout: Annotated[
+        float,
+        typer.Option(min=1, help="Seconds per call (model and judge).", rich_help_panel=MODEL),
+    ] = 120.0,
+    # Judge
+    judge: Annotated[
+        str,
+        typer.Option(help="Judge, provider/model or baseline/keyword.", rich_help_panel=JUDGE),
+    ] = DEFAULT_JUDGE,
+    judge_base_url: Annotated[
+        list[str] | None,
+        typer.Option(help="Server of the judge; repeat for replicas.", rich_help_panel=JUDGE),
+    ] = None,
+    judge_max_connections: Annotated[
+        int, typer.Option(min=1, help="Judge calls in flight.", rich_help_panel=JUDGE)
+    ] = 16,
+    captions: Annotated[
+        Path | None,
+        typer.Option(help="Captions JSON (id → caption) for the judge.", rich_help_panel=JUDGE),
+    ] = None,
+    rubrics: Annotated[
+        str,
+        typer.Option(
+            help="Judge rubrics: ours (default; the authors' score anchors in our words) or "
+            "authors (their text verbatim, downloaded at a pinned commit and checksummed).",
+            rich_help_panel=JUDGE,
+        ),
+    ] = "ours",
+    rubrics_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --rubrics authors: a local copy of their rubric files (checksummed "
+            "like the download), for machines without network.",
+            rich_help_panel=JUDGE,
+        ),
+    ] = None,
+    # Decoding
+    temperature: Annotated[
+        str | None,
+        typer.Option(
+            help="Temperature of model calls (default: the authors' 0.1); 'none' sends none, "
+            "for models that refuse one (e.g. OpenAI reasoning models).",
+            rich_help_panel=DECODING,
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Sampling seed sent to the model.", rich_help_panel=DECODING)
+    ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Token limit of every model call (default: the authors' 128 / 64 / 32 for "
+            "turns / MCQ / TF; 256 for reasoning models, hidden reasoning included).",
+            rich_help_panel=DECODING,
+        ),
+    ] = None,
+    judge_max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Token limit of judge calls (default: 128; 256 for a reasoning judge).",
+            rich_help_panel=DECODING,
+        ),
+    ] = None,
+    reasoning_effort: Annotated[
+        str | None,
+        typer.Option(
+            help="Reasoning effort of the model under test: none, minimal, low, medium, high "
+            "(default: low for OpenAI reasoning models, as the authors ran GPT-5.x; unset "
+            "otherwise). Anthropic models: an extended-thinking budget.",
+            rich_help_panel=DECODING,
+        ),
+    ] = None,
+    judge_reasoning_effort: Annotated[
+        str | None,
+        typer.Option(
+            help="Reasoning effort of the judge (default: low for a reasoning judge).",
+            rich_help_panel=DECODING,
+        ),
+    ] = None,
+    image_placement: Annotated[
+        str,
+        typer.Option(
+            help="newest: image on the newest user turn (default, as the authors); first: on R1.",
+            rich_help_panel=DECODING,
+        ),
+    ] = "newest",
+    image_order: Annotated[
+        str,
+        typer.Option(
+            help="before: image before the text of its message (default, as the authors' "
+            "local-model wrappers); after: after it (their OpenAI wrapper).",
+            rich_help_panel=DECODING,
+        ),
+    ] = "before",
+    # Defence
+    defense: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Run the model behind a defence: {', '.join(DEFENCES)}.",
+            rich_help_panel=DEFENCE,
+        ),
+    ] = None,
+    defense_text: Annotated[
+        Path | None,
+        typer.Option(
+            help="Your own patch / prompt text for dpp or adashield-s.", rich_help_panel=DEFENCE
+        ),
+    ] = None,
+    adashield_selector: Annotated[
+        str,
+        typer.Option(
+            help="How adashield-a picks its prompt: lexical (default) or judge.",
+            rich_help_panel=DEFENCE,
+        ),
+    ] = "lexical",
+    defense_scope: Annotated[
+        str,
+        typer.Option(
+            help="all: defend turns and questions (default); turns: turns only.",
+            rich_help_panel=DEFENCE,
+        ),
+    ] = "all",
+    # Scale-out
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            help="Run shards as Ray tasks: 'local' (a Ray instance here), 'auto' (the running "
+            "cluster) or a Ray address.",
+            rich_help_panel=SCALE_OUT,
+        ),
+    ] = None,
+    ray_shards: Annotated[
+        int, typer.Option(min=1, help="Shards of rows for --ray.", rich_help_panel=SCALE_OUT)
+    ] = 8,
+    # Local models
+    batch_size: Annotated[
+        int,
+        typer.Option(min=1, help="hf/ models: requests per generate call.", rich_help_panel=LOCAL),
+    ] = 16,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="hf/ models: cpu, cuda, cuda:N or auto (shard over the GPUs).",
+            rich_help_panel=LOCAL,
+        ),
+    ] = None,
+    dtype: Annotated[
+        str,
+        typer.Option(
+            help="hf/ and vllm/ models: auto, bfloat16, float16 or float32.",
+            rich_help_panel=LOCAL,
+        ),
+    ] = "auto",
+    max_pixels: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="hf/ and vllm/ models: downscale larger images (aspect kept).",
+            rich_help_panel=LOCAL,
+        ),
+    ] = None,
+    tensor_parallel: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="vllm/ models: GPUs to shard over (default: the model card's).",
+            rich_help_panel=LOCAL,
+        ),
+    ] = None,
+    # Output
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run directory (store + summary); default runs/<model>.", rich_help_panel=OUTPUT
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            help="Print the planned calls and a time estimate; call nothing.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = False,
+    assume_latency: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Seconds per call assumed by --dry-run's estimate.", rich_help_panel=OUTPUT
+        ),
+    ] = 1.0,
+) -> None:
+    """Run (or resume) the benchmark on one model and print its metrics."""
+    settings = decoding_settings(
+        temperature=temperature,
+        seed=seed,
+        max_tokens=max_tokens,
+        judge_max_tokens=judge_max_tokens,
+        reasoning_effort=reasoning_effort,
+        judge_reasoning_effort=judge_reasoning_effort,
+        image_placement=image_placement,
+        image_order=image_order,
+        max_connections=max_connections,
+        judge_max_connections=judge_max_connections,
+    )
+    defence = defence_choice(defense, defense_text, adashield_selector, defense_scope)
+    config = RunConfig(
+        model=model,
+        judge=judge,
+        dataset=dataset,
+        revision=revision,
+        splits=splits(split),
+        modalities=modalities(modality),
+        limit=limit,
+        variants=variants,
+        base_urls=tuple(base_url or ()),
+        judge_base_urls=tuple(judge_base_url or ()),
+        max_retries=max_retries,
+        timeout=timeout,
+        captions=captions,
+        rubrics=choice(rubrics, RUBRIC_SOURCES, "--rubrics"),
+        rubrics_dir=rubrics_dir,
+        settings=settings,
+        defense=defence.name,
+        defense_scope=defence.scope,
+        defense_text=defence.text,
+        defense_selector=defence.selector,
+        local=LocalModelOptions(batch_size, device, dtype, max_pixels, tensor_parallel),
+        out=out or default_out(model, defence.name),
+    )
+    if dry_run:
+        print_plan(plan_run(replace(config, check_images=False)), config, assume_latency)
+        return
+    if not execute(config, ray, ray_shards):
+        raise typer.Exit(3)

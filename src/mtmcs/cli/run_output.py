@@ -1,0 +1,120 @@
+"""What `mtmcs run` prints: the plan of a dry run, and the metrics table and call counts of
+a finished run (read back through its typed run files)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from mtmcs.cli.console import console
+from mtmcs.engine.run import RunConfig, RunPlan
+from mtmcs.scoring.metrics import CELL_METRICS, Stat
+from mtmcs.scoring.rundir import RunDir
+from mtmcs.scoring.runfiles import Summary
+
+
+def _format(stat: Stat | None, percent: bool) -> str:
+    """A figure, its 95% interval below it, how many items were unparsed or failed, then the
+    authors' scripts' figure over the same replies and how many answers they dropped."""
+    if stat is None:
+        return "–"  # a metric registered after the run was written
+    value = stat.value
+    scale, digits = (100, 1) if percent else (1, 2)
+    lines = ["–"]
+    if value is not None:
+        lines = [f"{scale * value:.{digits}f}"]
+        if stat.ci95 is not None:
+            lo, hi = stat.ci95
+            lines.append(f"[{scale * lo:.{digits}f}–{scale * hi:.{digits}f}]")
+        if stat.unparseable:
+            lines.append(f"{stat.unparseable} unparsed")
+        if stat.errors:
+            lines.append(f"{stat.errors} failed")
+    read = stat.paper_compatible_n
+    if read is None:
+        return "\n".join(lines)  # no authors' figure (variant consistency, old summaries)
+    authors = stat.paper_compatible
+    lines.append("authors' " + ("–" if authors is None else f"{scale * authors:.2f}"))
+    if stat.n > read:
+        lines.append(f"({stat.n - read} dropped)")
+    return "\n".join(lines)
+
+
+def metrics_table(summary: Summary) -> Table:
+    """The summary's figures, one row per split × modality, a column per registered metric
+    (`mtmcs.scoring.metrics.CELL_METRICS`)."""
+    meta = summary.metadata
+    table = Table(
+        title=f"model {meta.model}; judge {meta.judge} ({meta.judge_kind})",
+        caption=(
+            "authors' = the same replies read by the authors' scripts: first letter A–G "
+            "anywhere is the answer (a refusal reads as 'A'), unreadable answers dropped from "
+            "the denominator, judge score falls back to the first digit 1–5; ours: strict "
+            "reading, unparseable = wrong. The paper's published figures are comparable with "
+            "authors', not with ours."
+        ),
+        caption_justify="left",
+        pad_edge=False,
+    )
+    table.add_column("split\nmodality", overflow="fold")
+    for entry in CELL_METRICS:
+        table.add_column(entry.label, overflow="fold")
+    for split in meta.splits:
+        for name, cell in summary.cells(split).items():
+            if name in ("overall", "variant_consistency"):
+                continue  # not modality cells
+            figures = (_format(cell.get(m.name), m.percent) for m in CELL_METRICS)
+            table.add_row(f"{split}\n{name}", *figures)
+    return table
+
+
+def print_plan(plan: RunPlan, config: RunConfig, latency: float) -> None:
+    """The `--dry-run` report: calls per model and judge, critical path, time estimate."""
+    table = Table(title=f"plan: {config.model} judged by {config.judge} on {plan.benchmark.name}")
+    for header in ("split", "rows", "dialogues", "model calls", "judge calls"):
+        table.add_column(header, justify="right")
+    for split in config.splits:
+        dialogues = [d for d in plan.dialogues if d.split == split]
+        table.add_row(
+            split,
+            str(sum(r.split == split for r in plan.rows)),
+            str(len(dialogues)),
+            str(sum(len(d.turns) + len(d.questions) for d in dialogues)),
+            str(len(dialogues)),
+        )
+    console.print(table)
+    settings = config.settings
+    total = plan.planned["model"] + plan.planned["judge"]
+    estimate = plan.estimate_s(latency, settings.max_connections, settings.judge_max_connections)
+    console.print(
+        f"calls: {plan.planned['model']} model + {plan.planned['judge']} judge = {total}\n"
+        f"critical path: {plan.CRITICAL_PATH_CALLS} calls in sequence (R1, R2, R3, then the "
+        "questions and the judge call side by side)\n"
+        f"estimate at {latency:g} s per call with {settings.max_connections} model and "
+        f"{settings.judge_max_connections} judge connections: at least {estimate:,.0f} s "
+        f"(one call at a time: {total * latency:,.0f} s)",
+        soft_wrap=True,
+    )
+
+
+def print_summary(run_dir: RunDir) -> None:
+    """The run's metrics table, variant consistency, call counts and where the summary is."""
+    summary = run_dir.read_summary()  # as written, through the typed run files
+    console.print(metrics_table(summary))
+    for split_name in summary.metadata.splits:
+        if consistency := summary.cells(split_name).get("variant_consistency"):
+            judged, answers = consistency["judged_outcome"], consistency["mcq_answers"]
+            console.print(
+                f"{split_name} variant consistency: judged outcome "
+                f"{_format(judged, True).splitlines()[0]}% of {judged.n} pairs, MCQ answers "
+                f"{_format(answers, True).splitlines()[0]}% of {answers.n} questions",
+                soft_wrap=True,
+            )
+    model_calls, judge_calls = summary.metadata.calls["model"], summary.metadata.calls["judge"]
+    console.print(
+        f"calls: model {model_calls.made} made, {model_calls.cached} from the store, "
+        f"{model_calls.failed} failed; judge {judge_calls.made} made, "
+        f"{judge_calls.cached} from the store, {judge_calls.failed} failed; "
+        f"wall {summary.metadata.wall_s or 0:.1f} s",
+        soft_wrap=True,
+    )
+    console.print(f"summary: {run_dir.summary_path}", soft_wrap=True)
