@@ -1,4 +1,5 @@
-"""The `mtmcs run` command as users run it: exit codes, messages, resume after kill -9."""
+"""The `mtmcs run` command as users run it: exit codes, messages, resume after kill -9 (in a
+subprocess where the process itself matters, in process through CliRunner otherwise)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from command import MTMCS, mtmcs
+import pytest
+
+from command import MTMCS, invoke, mtmcs
+from datagen import make_dataset, parquet_path, write_parquet_dir
 from fakeserver import FakeServer, RecordedRequest
+from mtmcs.engine.run import RunConfig, plan_run, run_benchmark
+from mtmcs.errors import ConfigError, DataError
 
 
 def reply(request: RecordedRequest) -> str:
@@ -59,7 +65,7 @@ def test_unreachable_server_fails_fast_with_one_line_and_no_traceback(tmp_path: 
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     started = time.monotonic()
-    result = mtmcs(
+    result = invoke(
         "run",
         "--dataset",
         "sample",
@@ -82,32 +88,51 @@ def test_unreachable_server_fails_fast_with_one_line_and_no_traceback(tmp_path: 
 
 
 def test_missing_api_key_is_named(tmp_path: Path) -> None:
-    env = {key: value for key, value in os.environ.items() if key != "OPENAI_API_KEY"}
-    result = subprocess.run(
-        [
-            *MTMCS,
-            "run",
-            "--dataset",
-            "sample",
-            "--model",
-            "openai/gpt-4o",
-            "--judge",
-            "baseline/keyword",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        env={**env, "HF_HUB_OFFLINE": "1"},
-        timeout=120,
-        check=False,
+    result = invoke(
+        "run",
+        "--dataset",
+        "sample",
+        "--model",
+        "openai/gpt-4o",
+        "--judge",
+        "baseline/keyword",
+        "--out",
+        str(tmp_path),
+        env={"OPENAI_API_KEY": None},
     )
     assert result.returncode == 1
     assert "OPENAI_API_KEY" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("role", ["model", "judge"])
+def test_a_missing_key_is_reported_before_the_data_is_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, role: str
+) -> None:
+    """The providers are created first: a broken dataset is never read, so the key error
+    comes first (and at once, however large the dataset)."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    broken = write_parquet_dir(tmp_path / "broken", make_dataset(1))
+    parquet_path(broken, "type_a").write_bytes(b"not parquet")
+    names = {"model": "baseline/random", "judge": "baseline/keyword", role: "openai/gpt-4o"}
+    config = RunConfig(**names, dataset=str(broken), out=tmp_path / "run")
+    with pytest.raises(DataError):
+        plan_run(config)  # what loading the data would have reported
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        run_benchmark(config)
+    result = invoke(
+        "run",
+        "--dataset",
+        str(broken),
+        *("--model", names["model"], "--judge", names["judge"]),
+        *("--out", str(tmp_path / "run")),
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error:") and "OPENAI_API_KEY" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_unknown_provider_is_a_clear_error(tmp_path: Path) -> None:
-    result = mtmcs("run", "--dataset", "sample", "--model", "nosuch/model", "--out", str(tmp_path))
+    result = invoke("run", "--dataset", "sample", "--model", "nosuch/model", "--out", str(tmp_path))
     assert result.returncode == 1
     assert "unknown model 'nosuch/model'" in result.stderr and "Traceback" not in result.stderr
 

@@ -21,6 +21,7 @@ from mtmcs.engine.scheduler import Role, RunOutcome, RunSettings, Scheduler
 from mtmcs.engine.store import Store
 from mtmcs.errors import ConfigError, DataError, Problem
 from mtmcs.guardrails.defences import DefenceName, DefendedModel, Scope
+from mtmcs.models.base import ChatModel
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import (
     LocalModelOptions,
@@ -240,27 +241,27 @@ def plan_run(config: RunConfig) -> RunPlan:
     return RunPlan(benchmark, rows, dialogues, planned_calls(dialogues))
 
 
-def run_benchmark(
-    config: RunConfig,
-    on_start: Callable[[Mapping[Role, int]], None] | None = None,
-    on_call: Callable[[Role], None] | None = None,
-) -> RunResult:
-    """Run (or resume) a benchmark and write `OUT/summary.json`."""
-    started = time.time()
-    plan = plan_run(config)
-    benchmark, rows, dialogues, planned = plan.benchmark, plan.rows, plan.dialogues, plan.planned
-    captions = resolve_captions(config, benchmark, dialogues)
-    rubrics = load_authors_rubrics(config.rubrics_dir) if config.rubrics == "authors" else RUBRICS
-    images = ImageEncoder(benchmark.image_bytes)
-    seed = config.settings.seed or 0
-    limits: dict[Role, AdaptiveLimiter] = {
-        "model": AdaptiveLimiter(config.settings.max_connections),
-        "judge": AdaptiveLimiter(config.settings.judge_max_connections),
-    }
+class _DatasetImages:
+    """Image bytes of the run's benchmark, which is loaded after the providers exist."""
+
+    def __init__(self) -> None:
+        self.benchmark: Benchmark | None = None
+
+    def __call__(self, image_id: str) -> bytes:
+        if self.benchmark is None:
+            raise RuntimeError("an image was asked for before the benchmark was loaded")
+        return self.benchmark.image_bytes(image_id)
+
+
+def create_providers(
+    config: RunConfig, images: ImageEncoder, limits: Mapping[Role, AdaptiveLimiter]
+) -> tuple[ChatModel, ChatModel]:
+    """The model under test and the judge (each over its base URLs); `ConfigError` for an
+    unknown provider, a missing API key or a local model that cannot be loaded."""
     options = ProviderOptions(
         max_retries=config.max_retries,
         timeout=config.timeout,
-        seed=seed,
+        seed=config.settings.seed or 0,
         **asdict(config.local),
     )
     model = create_model_pool(
@@ -273,19 +274,60 @@ def run_benchmark(
         ),
         config.base_urls,
     )
-    judge = create_model_pool(
-        config.judge,
-        images,
-        replace(
-            options,
-            on_rate_limit=limits["judge"].throttled,
-            connections=config.settings.judge_max_connections,
-        ),
-        config.judge_base_urls,
-        judge=True,
-    )
-    config.out.mkdir(parents=True, exist_ok=True)
-    store = Store(config.out / "store.sqlite")
+    try:
+        judge = create_model_pool(
+            config.judge,
+            images,
+            replace(
+                options,
+                on_rate_limit=limits["judge"].throttled,
+                connections=config.settings.judge_max_connections,
+            ),
+            config.judge_base_urls,
+            judge=True,
+        )
+    except BaseException:
+        asyncio.run(model.aclose())
+        raise
+    return model, judge
+
+
+async def _close(*models: ChatModel) -> None:
+    for model in models:
+        await model.aclose()
+
+
+def run_benchmark(
+    config: RunConfig,
+    on_start: Callable[[Mapping[Role, int]], None] | None = None,
+    on_call: Callable[[Role], None] | None = None,
+) -> RunResult:
+    """Run (or resume) a benchmark and write `OUT/summary.json`.
+
+    The providers are created first, so a missing API key or an unknown provider is
+    reported before the data is loaded and its images decoded.
+    """
+    started = time.time()
+    limits: dict[Role, AdaptiveLimiter] = {
+        "model": AdaptiveLimiter(config.settings.max_connections),
+        "judge": AdaptiveLimiter(config.settings.judge_max_connections),
+    }
+    source = _DatasetImages()
+    images = ImageEncoder(source)
+    model, judge = create_providers(config, images, limits)
+    try:
+        plan = plan_run(config)
+        captions = resolve_captions(config, plan.benchmark, plan.dialogues)
+        rubrics = (
+            load_authors_rubrics(config.rubrics_dir) if config.rubrics == "authors" else RUBRICS
+        )
+        config.out.mkdir(parents=True, exist_ok=True)
+        store = Store(config.out / "store.sqlite")
+    except BaseException:
+        asyncio.run(_close(model, judge))
+        raise
+    source.benchmark = plan.benchmark
+    benchmark, rows, dialogues, planned = plan.benchmark, plan.rows, plan.dialogues, plan.planned
     if on_start is not None:
         on_start(planned)
 
@@ -318,8 +360,7 @@ def run_benchmark(
         try:
             return await scheduler.run(dialogues)
         finally:
-            await model.aclose()
-            await judge.aclose()
+            await _close(model, judge)
 
     try:
         outcome = asyncio.run(execute())
