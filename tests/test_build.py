@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from command import mtmcs
+from command import invoke, mtmcs
 from fakeserver import FakeServer, RecordedRequest
 from mtmcs.build.pipeline import jaccard
 from mtmcs.build.schemas import QuestionsOut, check_questions, parse_json_object
@@ -268,7 +268,7 @@ def test_build_rejects_unknown_review_decision(tmp_path: Path) -> None:
     (out / "review" / "scenarios.json").write_text("[]")
     bad = tmp_path / "bad.csv"
     bad.write_text("key,decision,fix_json\nnope,maybe,\n")
-    result = mtmcs("build", "--import-review", str(bad), "--out", str(out))
+    result = invoke("build", "--import-review", str(bad), "--out", str(out))
     assert result.returncode == 1
     assert "unknown scenario key" in result.stderr
 

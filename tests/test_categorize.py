@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from command import mtmcs
+from command import invoke, mtmcs
 from fakeserver import FakeServer, RecordedRequest, Reply
 from mtmcs.data.loaders import LoadOptions, load_benchmark
 from mtmcs.engine.calls import Caller
@@ -270,7 +270,7 @@ def test_categorize_command_with_embeddings_writes_and_then_reuses_the_mapping(
 ) -> None:
     out = tmp_path / "maps" / "categories.json"
     args = ("categorize", "--dataset", "sample", "--method", "embedding", "--out", str(out))
-    first = mtmcs(*args)
+    first = invoke(*args)
     assert first.returncode == 0, first.stderr
     mapping = CategoryMap.model_validate_json(out.read_text())
     intents = sample_intents()
@@ -284,12 +284,12 @@ def test_categorize_command_with_embeddings_writes_and_then_reuses_the_mapping(
     edited = intents[0]
     mapping.assignments[edited] = "sexual"  # a hand edit survives the rerun
     out.write_text(mapping.model_dump_json())
-    second = mtmcs(*args)
+    second = invoke(*args)
     assert second.returncode == 0, second.stderr
     assert "24 already in the mapping" in second.stdout
     assert category_of(CategoryMap.model_validate_json(out.read_text()), edited) == "sexual"
 
-    other = mtmcs(
+    other = invoke(
         "categorize", "--dataset", "sample", "--model", "openai/gpt-5-mini", "--out", str(out)
     )
     assert other.returncode == 1

@@ -1,4 +1,5 @@
-"""The `mtmcs data` commands, run through the real console entry point in a subprocess."""
+"""The `mtmcs data` commands: in process through typer's CliRunner (the same app, exit codes
+and messages), and through the real console entry point in a subprocess."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from command import Invoked, invoke
 from datagen import (
     image_field,
     isolated_datasets_cache,  # noqa: F401  (autouse fixture)
@@ -27,18 +28,21 @@ from mtmcs.protocol.dialogues import expand_row
 
 _SCRIPT = shutil.which("mtmcs", path=str(Path(sys.executable).parent))
 COMMAND = [_SCRIPT] if _SCRIPT else [sys.executable, "-c", "from mtmcs.cli import main; main()"]
-
-
-@dataclass(frozen=True)
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
+Result = Invoked
 
 
 @pytest.fixture(scope="module")
-def mtmcs(isolated_datasets_cache: Path):  # type: ignore[no-untyped-def]  # noqa: F811
-    cache = isolated_datasets_cache
+def mtmcs():  # type: ignore[no-untyped-def]
+    """`mtmcs ARGS…` in this process, as the console prints for an 80-column pipe."""
+
+    def run(*args: str) -> Result:
+        return invoke(*args, env={"COLUMNS": "80", "NO_COLOR": "1", "FORCE_COLOR": None})
+
+    return run
+
+
+def entry_point(cache: Path, *args: str) -> Result:
+    """`mtmcs ARGS…` through the installed console script, in a subprocess."""
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -48,14 +52,10 @@ def mtmcs(isolated_datasets_cache: Path):  # type: ignore[no-untyped-def]  # noq
         "NO_COLOR": "1",
     }
     env.pop("FORCE_COLOR", None)
-
-    def run(*args: str) -> Result:
-        done = subprocess.run(
-            [*COMMAND, *args], capture_output=True, text=True, env=env, timeout=60, check=False
-        )
-        return Result(done.returncode, done.stdout, done.stderr)
-
-    return run
+    done = subprocess.run(
+        [*COMMAND, *args], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
 
 
 def _squash(text: str) -> str:
@@ -75,8 +75,8 @@ def _table_rows(text: str) -> dict[str, list[str]]:
 # --------------------------------------------------------------------------- the sample
 
 
-def test_validate_sample_exits_zero_and_says_no_problems(mtmcs) -> None:  # type: ignore[no-untyped-def]
-    result = mtmcs("data", "validate", "--dataset", "sample")
+def test_validate_sample_exits_zero_and_says_no_problems(isolated_datasets_cache: Path) -> None:  # noqa: F811
+    result = entry_point(isolated_datasets_cache, "data", "validate", "--dataset", "sample")
     assert result.returncode == 0, result.stderr
     assert "sample: 24 rows, no problems" in result.stdout
     assert "Traceback" not in result.stderr
@@ -228,3 +228,11 @@ def test_usage_errors_are_reported_without_a_traceback(mtmcs, args: tuple[str, .
     result = mtmcs(*args)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_the_entry_point_reports_a_usage_error_without_a_traceback(
+    isolated_datasets_cache: Path,  # noqa: F811
+) -> None:
+    result = entry_point(isolated_datasets_cache, "data", "validate", "--split", "type_c")
+    assert result.returncode == 2
+    assert "type_c" in result.stderr and "Traceback" not in result.stderr

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from command import mtmcs
+from command import invoke
 from fakeserver import FakeServer, RecordedRequest
 from mtmcs.engine.run import RunConfig, RunResult, run_benchmark
 from mtmcs.engine.scheduler import RunSettings
@@ -250,7 +250,7 @@ def test_unknown_defence_is_refused() -> None:
 def test_cli_defense_option_runs_the_defended_model_and_records_it(tmp_path: Path) -> None:
     patch = tmp_path / "patch.txt"
     patch.write_text("Stay safe.\n")
-    result = mtmcs(
+    result = invoke(
         "run",
         "--dataset",
         "sample",

@@ -26,7 +26,7 @@ pytest.importorskip("transformers")
 
 import pyarrow.parquet as pq
 
-from command import mtmcs
+from command import invoke
 from mtmcs.data.loaders import load_benchmark
 from mtmcs.errors import ConfigError
 from mtmcs.models.base import CallFailed, ChatModel, ChatRequest, Completion
@@ -402,7 +402,7 @@ def test_load_image_converts_to_rgb_and_caps_the_pixels() -> None:
 
 
 def test_sample_run_end_to_end(tiny: dict[str, TinyModel], tmp_path: Path) -> None:
-    result = mtmcs(
+    result = invoke(
         "run",
         "--dataset",
         "sample",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from command import mtmcs
+from command import invoke, mtmcs
 from fakeserver import FakeServer, RecordedRequest, Reply
 from mtmcs.engine.calls import Caller
 from mtmcs.engine.limits import AdaptiveLimiter
@@ -310,7 +310,7 @@ def test_a_rerun_retries_only_the_failed_judge_calls(
 
 
 def test_judge_check_with_the_keyword_judge_moves_nothing(tmp_path: Path) -> None:
-    result = mtmcs("judge-check", "--judge", "baseline/keyword", "--store", str(tmp_path / "s"))
+    result = invoke("judge-check", "--judge", "baseline/keyword", "--store", str(tmp_path / "s"))
     assert result.returncode == 0, result.stderr
     attacked_cases = len(BASE_CASES) * len(ATTACKS)
     assert f"moved up in 0 of {attacked_cases} attacked cases" in result.stdout
@@ -354,6 +354,6 @@ def test_judge_check_against_a_server_prints_the_table_writes_json_and_resumes(
 
 
 def test_judge_check_with_an_unknown_judge_fails_with_one_line() -> None:
-    result = mtmcs("judge-check", "--judge", "baseline/nope")
+    result = invoke("judge-check", "--judge", "baseline/nope")
     assert result.returncode == 1
     assert result.stderr.startswith("error:") and "baseline/keyword" in result.stderr

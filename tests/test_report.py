@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from command import mtmcs
+from command import invoke, mtmcs
 from mtmcs.engine.run import RunConfig, run_benchmark
 from mtmcs.engine.scheduler import RunSettings
 from mtmcs.protocol.types import MODALITIES
@@ -172,27 +172,27 @@ def test_dialogue_exports_have_one_row_per_dialogue(runs: dict[str, Path], repor
 
 
 def test_formats_can_be_chosen(runs: dict[str, Path], tmp_path: Path) -> None:
-    result = mtmcs("report", str(runs["refuse"]), "--out", str(tmp_path), "--format", "md,latex")
+    result = invoke("report", str(runs["refuse"]), "--out", str(tmp_path), "--format", "md,latex")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["leaderboard.md", "leaderboard.tex"]
-    bad = mtmcs("report", str(runs["refuse"]), "--out", str(tmp_path), "--format", "pdf")
+    bad = invoke("report", str(runs["refuse"]), "--out", str(tmp_path), "--format", "pdf")
     assert bad.returncode == 1 and "unknown report format pdf" in bad.stderr
 
 
 def test_a_directory_without_summary_is_one_line_error(tmp_path: Path) -> None:
-    result = mtmcs("report", str(tmp_path), "--out", str(tmp_path / "out"))
+    result = invoke("report", str(tmp_path), "--out", str(tmp_path / "out"))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no summary.json" in lines[0]
-    missing = mtmcs("report", str(tmp_path / "nope"))
+    missing = invoke("report", str(tmp_path / "nope"))
     assert missing.returncode == 1 and "does not exist" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
 
 
 def test_a_malformed_summary_is_a_data_error(tmp_path: Path) -> None:
     (tmp_path / "summary.json").write_text('{"metadata": {"model": "m"}}')
-    result = mtmcs("report", str(tmp_path), "--out", str(tmp_path / "out"))
+    result = invoke("report", str(tmp_path), "--out", str(tmp_path / "out"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "metadata has no 'judge'" in result.stderr
 

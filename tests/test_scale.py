@@ -6,7 +6,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from command import mtmcs
+from command import invoke
 from fakeserver import FakeServer
 from mtmcs.engine.run import RunConfig, run_benchmark
 from mtmcs.engine.scheduler import RunSettings
@@ -65,7 +65,7 @@ def test_dry_run_prints_the_plan_and_calls_nothing(
     fake_server: Callable[..., FakeServer], tmp_path: Path
 ) -> None:
     server = fake_server(standard_reply)
-    result = mtmcs(
+    result = invoke(
         "run",
         "--dataset",
         "sample",

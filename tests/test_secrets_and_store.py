@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from command import MTMCS, mtmcs
+from command import MTMCS, invoke, mtmcs
 from fakeserver import FakeServer, RecordedRequest, Reply
 from mtmcs.data.loaders import SAMPLE_DIR
 from mtmcs.engine.store import Store
@@ -101,7 +101,7 @@ def test_second_run_on_a_busy_store_stops_with_a_clear_error(tmp_path: Path) -> 
     try:
         with pytest.raises(StoreError, match="busy"):
             Store(tmp_path / "store.sqlite")
-        result = mtmcs(
+        result = invoke(
             "run",
             "--dataset",
             "sample",
@@ -113,7 +113,6 @@ def test_second_run_on_a_busy_store_stops_with_a_clear_error(tmp_path: Path) -> 
             "1",
             "--out",
             str(tmp_path),
-            env={},
         )
         assert result.returncode == 1
         assert "busy" in result.stderr and "Traceback" not in result.stderr
@@ -171,11 +170,11 @@ def test_invalid_data_on_rerun_leaves_the_store_untouched(tmp_path: Path) -> Non
         "--out",
         str(out),
     ]
-    assert mtmcs(*args, env={}).returncode == 0
+    assert invoke(*args).returncode == 0
     before = hashlib.sha256(every_byte_under(out)).hexdigest()
 
     (dataset / "data" / "type_b-00000-of-00001.parquet").write_bytes(b"PAR1 truncated")
-    result = mtmcs(*args, env={})
+    result = invoke(*args)
     assert result.returncode == 2
     assert "type_b-00000-of-00001.parquet" in result.stderr and "Traceback" not in result.stderr
     assert hashlib.sha256(every_byte_under(out)).hexdigest() == before

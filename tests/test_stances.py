@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from command import mtmcs
+from command import invoke
 from fakeserver import FakeServer, RecordedRequest, Reply
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.run import RunConfig, run_benchmark
@@ -438,7 +438,7 @@ def test_stances_command_with_the_keyword_judge(
     run = sample_run(
         tmp_path / "run", model="openai-compatible/test-model", base_urls=(server.base_url,)
     )
-    result = mtmcs("stances", str(run), "--judge", "baseline/keyword")
+    result = invoke("stances", str(run), "--judge", "baseline/keyword")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert (
@@ -450,6 +450,6 @@ def test_stances_command_with_the_keyword_judge(
     lines = (run / "turn_stances.jsonl").read_text().splitlines()
     assert {tuple(json.loads(line)["stances"]) for line in lines} == {("comply", "hedge", "refuse")}
 
-    again = mtmcs("stances", str(run), str(tmp_path / "nowhere"), "--judge", "baseline/keyword")
+    again = invoke("stances", str(run), str(tmp_path / "nowhere"), "--judge", "baseline/keyword")
     assert again.returncode == 1
     assert f"no dialogues.jsonl in {tmp_path / 'nowhere'}" in again.stderr

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import pytest
 from PIL import Image
 
-from command import mtmcs
+from command import invoke
 from mtmcs.errors import ConfigError, ProviderError
 from mtmcs.models.base import CallFailed, ChatRequest
 from mtmcs.models.images import ImageEncoder
@@ -441,7 +441,7 @@ def test_run_command_passes_local_model_options_to_the_engine(
 
 
 def test_serve_dry_run_prints_a_loopback_vllm_command_and_the_run_command() -> None:
-    result = mtmcs("serve", QWEN, "--port", "8123", "--tensor-parallel", "2", "--dry-run")
+    result = invoke("serve", QWEN, "--port", "8123", "--tensor-parallel", "2", "--dry-run")
     assert result.returncode == 0, result.stderr
     serve_line, run_line = result.stdout.strip().splitlines()
     argv = shlex.split(serve_line)
@@ -461,7 +461,7 @@ def test_serve_dry_run_prints_a_loopback_vllm_command_and_the_run_command() -> N
 
 
 def test_serve_refuses_a_model_vllm_cannot_serve() -> None:
-    result = mtmcs("serve", "meta-llama/Llama-3.2-90B-Vision-Instruct", "--dry-run")
+    result = invoke("serve", "meta-llama/Llama-3.2-90B-Vision-Instruct", "--dry-run")
     assert result.returncode == 1
     assert "mtmcs run --model hf/meta-llama/Llama-3.2-90B-Vision-Instruct" in result.stderr
 
