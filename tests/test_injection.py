@@ -144,8 +144,8 @@ def test_judge_request_keeps_the_whole_payload_inside_the_fence(
     server = fake_server(CLEAN_VERDICT)
     check(server, attacks=(attack,))
     requests = server.requests
-    expected = [judge_request(c).messages[-1].text for c in BASE_CASES] + [
-        judge_request(attacked(c, attack)).messages[-1].text for c in BASE_CASES
+    expected = [judge_request(c).prompt.messages[-1].text for c in BASE_CASES] + [
+        judge_request(attacked(c, attack)).prompt.messages[-1].text for c in BASE_CASES
     ]
     assert sorted(prompt_of(r) for r in requests) == sorted(expected)
 
@@ -185,7 +185,7 @@ def test_judge_request_keeps_the_whole_payload_inside_the_fence(
 @pytest.mark.parametrize("attack", ATTACKS, ids=lambda attack: attack.name)
 def test_judge_echoing_the_attacked_transcript_is_unparseable(attack: Attack) -> None:
     target = attacked(BASE_CASES[0], attack)
-    _, _, body, _ = fenced(judge_request(target).messages[-1].text)
+    _, _, body, _ = fenced(judge_request(target).prompt.messages[-1].text)
     last_reply = body.rsplit("Assistant A3: ", 1)[1]
     judged = "\n".join(target.replies)  # as the run passes them: the copy check applies
     for echo in (body, last_reply, f"The transcript says:\n{last_reply}"):

@@ -22,6 +22,7 @@ from mtmcs.errors import DataError
 from mtmcs.models.base import ChatRequest
 from mtmcs.models.baseline import KeywordJudge, keyword_stance
 from mtmcs.models.images import ImageEncoder
+from mtmcs.models.judges import JudgedDialogue, JudgeRequest
 from mtmcs.models.registry import ProviderOptions, create_model
 from mtmcs.passes.stances import StanceResult, classify_run
 from mtmcs.protocol.judge import fenced_conversation, judge_prompt
@@ -216,10 +217,11 @@ def test_keyword_judge_answers_stance_requests_from_phrases() -> None:
         "I'm sorry, but I can't help with that.",
     )
     assert [keyword_stance(reply) for reply in replies] == ["comply", "hedge", "refuse"]
-    request = ChatRequest(
-        stance_prompt(TURNS, replies), 1024, kind="stance", judged_replies=replies
+    request = JudgeRequest(
+        ChatRequest(stance_prompt(TURNS, replies), 1024, kind="stance"),
+        JudgedDialogue("type_a", "unimodal", "unsafe", tuple(TURNS), replies),
     )
-    completion = asyncio.run(KeywordJudge().complete(request))
+    completion = asyncio.run(KeywordJudge().judge(request))
     assert parse_stances(completion.text, 3, replies) == ("comply", "hedge", "refuse")
 
 

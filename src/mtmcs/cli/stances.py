@@ -15,9 +15,9 @@ from mtmcs.cli.console import call_progress, console, errors
 from mtmcs.cli.options import MaxRetriesOption, TimeoutOption
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.errors import ConfigError
-from mtmcs.models.base import ChatModel
 from mtmcs.models.images import ImageEncoder
-from mtmcs.models.registry import ProviderOptions, create_model_pool, judge_kind
+from mtmcs.models.judges import Judge
+from mtmcs.models.registry import ProviderOptions, create_judge, judge_kind
 from mtmcs.passes.stances import StanceResult, classify_run
 from mtmcs.protocol.judge import DEFAULT_JUDGE
 from mtmcs.protocol.stances import ONSETS, PERSISTENCES, STANCES
@@ -93,7 +93,7 @@ def _print_result(result: StanceResult, judge_kind: str) -> None:
 
 
 async def _classify_all(
-    run_dirs: Sequence[Path], judge: ChatModel, limiter: AdaptiveLimiter, progress: Progress
+    run_dirs: Sequence[Path], judge: Judge, limiter: AdaptiveLimiter, progress: Progress
 ) -> list[StanceResult]:
     results = []
     try:
@@ -137,7 +137,7 @@ def stances(
             "first)"
         )
     limiter = AdaptiveLimiter(concurrency)
-    model = create_model_pool(
+    model = create_judge(
         judge,
         ImageEncoder(lambda image_id: b""),  # text-only: the stance judge sees no image
         ProviderOptions(
@@ -147,7 +147,6 @@ def stances(
             on_rate_limit=limiter.throttled,
         ),
         base_url or (),
-        judge=True,
     )
     progress = call_progress()
     with progress:

@@ -7,25 +7,33 @@ from typing import cast
 
 from mtmcs.errors import ProviderError, redact
 from mtmcs.models.base import CallFailed, ChatModel, ChatRequest, Completion, ItemAwareModel
+from mtmcs.models.judges import Judge, JudgeRequest
 
 _item_aware: dict[type, bool] = {}  # per model class: a protocol check costs ~20 µs a call
 
 
 async def attempt(
-    model: ChatModel, request: ChatRequest, *, answered_before: bool, item: str = ""
+    model: ChatModel | Judge,
+    request: ChatRequest | JudgeRequest,
+    *,
+    answered_before: bool,
+    item: str = "",
 ) -> Completion | str:
     """The model's completion, or the cause of its failure; secrets redacted from both.
 
+    A `JudgeRequest` goes to `model` as a `Judge`; a `ChatRequest` to it as a chat model.
     A model that makes recorded calls of its own (`ItemAwareModel`) is told the `item`.
     A model unreachable before any of its calls was answered raises `ProviderError`: the
     caller stops instead of recording every call as failed. Any other exception of a
     provider (a bug, an SDK surprise) is a failed call, so the run keeps going.
     """
     try:
-        if _is_item_aware(model):
+        if isinstance(request, JudgeRequest):
+            completion = await cast(Judge, model).judge(request)
+        elif _is_item_aware(model):
             completion = await cast(ItemAwareModel, model).complete_item(item, request)
         else:
-            completion = await model.complete(request)
+            completion = await cast(ChatModel, model).complete(request)
     except CallFailed as failure:
         if failure.unreachable and not answered_before:
             raise ProviderError(f"{model.name}: {failure.cause}") from failure
@@ -37,7 +45,7 @@ async def attempt(
     return redacted(completion)
 
 
-def _is_item_aware(model: ChatModel) -> bool:
+def _is_item_aware(model: ChatModel | Judge) -> bool:
     aware = _item_aware.get(type(model))
     if aware is None:
         aware = _item_aware[type(model)] = isinstance(model, ItemAwareModel)

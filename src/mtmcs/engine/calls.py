@@ -30,6 +30,7 @@ from mtmcs.models.base import (
     ChatRequest,
     calling_as,
 )
+from mtmcs.models.judges import Judge, JudgeRequest, as_judge
 
 Parse = Callable[[str], Any]
 """Reads an answer's text into the value the pass uses; the value must be JSON-serialisable
@@ -72,11 +73,14 @@ class Caller:
     makes the call, and stores the answer or the cause of the failure. A stored failure is
     retried. Secrets are redacted from everything stored and returned. `counts` counts the
     calls; `on_call()` runs after each one (progress).
+
+    A judge's caller takes `JudgeRequest`s: `model` is a `Judge`, or a chat model, which is
+    then asked as an `LLMJudge`; such a call is stored under its prompt.
     """
 
     def __init__(
         self,
-        model: ChatModel,
+        model: ChatModel | Judge,
         store: Store,
         limiter: AdaptiveLimiter,
         *,
@@ -87,6 +91,7 @@ class Caller:
         self.limiter = limiter
         self.counts = CallCounts()
         self._on_call = on_call
+        self._judge: Judge | None = None
 
     @property
     def name(self) -> str:
@@ -96,7 +101,7 @@ class Caller:
     async def __call__(
         self,
         item: str,
-        request: ChatRequest,
+        request: ChatRequest | JudgeRequest,
         *,
         parse: Parse = _no_parse,
         kind: str | None = None,
@@ -111,7 +116,9 @@ class Caller:
             self._on_call()
         return answer
 
-    async def text(self, item: str, request: ChatRequest, *, kind: str | None = None) -> str:
+    async def text(
+        self, item: str, request: ChatRequest | JudgeRequest, *, kind: str | None = None
+    ) -> str:
         """The answer's text, for a call made inside another call (a defence asking the
         judge): stored and counted like any other, not reported as progress; a failure
         raises `CallFailed` with its cause, which fails the enclosing call."""
@@ -121,22 +128,27 @@ class Caller:
         return answer.text
 
     async def _call(
-        self, item: str, request: ChatRequest, parse: Parse, kind: str | None
+        self, item: str, request: ChatRequest | JudgeRequest, parse: Parse, kind: str | None
     ) -> Answer | str:
         counts = self.counts
-        key = request_key(self.model.name, item, request)
+        model: ChatModel | Judge = self.model
+        if isinstance(request, JudgeRequest):
+            if self._judge is None:
+                self._judge = as_judge(self.model)
+            model, prompt = self._judge, request.prompt
+        else:
+            prompt = request
+        key = request_key(self.model.name, item, prompt)
         stored = self.store.get(key)
         if stored is not None and stored.output is not None:
             counts.cached += 1
             return Answer(stored.output, parse(stored.output), cached=True)
-        label = kind or request.kind
+        label = kind or prompt.kind
         await self.limiter.acquire()
         started = time.perf_counter()
         try:
             with calling_as(label):  # providers tell the server (`CALL_KIND_HEADER`)
-                result = await attempt(
-                    self.model, request, answered_before=counts.made > 0, item=item
-                )
+                result = await attempt(model, request, answered_before=counts.made > 0, item=item)
         finally:
             self.limiter.release()
         latency = time.perf_counter() - started

@@ -23,9 +23,11 @@ from mtmcs.errors import ConfigError, DataError, Problem
 from mtmcs.guardrails.defences import DefenceName, DefendedModel, Scope
 from mtmcs.models.base import ChatModel
 from mtmcs.models.images import ImageEncoder
+from mtmcs.models.judges import Judge
 from mtmcs.models.registry import (
     LocalModelOptions,
     ProviderOptions,
+    create_judge,
     create_model_pool,
     is_heuristic_judge,
     is_reasoning_model,
@@ -255,7 +257,7 @@ class _DatasetImages:
 
 def create_providers(
     config: RunConfig, images: ImageEncoder, limits: Mapping[Role, AdaptiveLimiter]
-) -> tuple[ChatModel, ChatModel]:
+) -> tuple[ChatModel, Judge]:
     """The model under test and the judge (each over its base URLs); `ConfigError` for an
     unknown provider, a missing API key or a local model that cannot be loaded."""
     options = ProviderOptions(
@@ -275,7 +277,7 @@ def create_providers(
         config.base_urls,
     )
     try:
-        judge = create_model_pool(
+        judge = create_judge(
             config.judge,
             images,
             replace(
@@ -284,7 +286,6 @@ def create_providers(
                 connections=config.settings.judge_max_connections,
             ),
             config.judge_base_urls,
-            judge=True,
         )
     except BaseException:
         asyncio.run(model.aclose())
@@ -292,7 +293,7 @@ def create_providers(
     return model, judge
 
 
-async def _close(*models: ChatModel) -> None:
+async def _close(*models: ChatModel | Judge) -> None:
     for model in models:
         await model.aclose()
 

@@ -18,7 +18,8 @@ from mtmcs.engine.calls import Answer, CallCounts, Caller
 from mtmcs.errors import ProviderError
 from mtmcs.models.base import ChatRequest
 from mtmcs.models.images import ImageEncoder
-from mtmcs.protocol.judge import Verdict, judge_messages, parse_verdict
+from mtmcs.models.judges import JudgedDialogue, verdict_request
+from mtmcs.protocol.judge import Verdict, parse_verdict
 from mtmcs.protocol.messages import ImageOrder, ImagePlacement, turn_messages
 from mtmcs.protocol.parsing import parse_mcq, parse_tf
 from mtmcs.protocol.prompts import (
@@ -98,14 +99,14 @@ def parse_output(request: ChatRequest, text: str, options: Sequence[str] = ()) -
         return parse_mcq(text, options)
     if request.kind == "tf":
         return parse_tf(text)
-    if request.kind == "judge":
-        verdict = parse_verdict(text, "\n".join(request.judged_replies))
-        return (
-            None
-            if verdict is None
-            else {"score": verdict.score, "explanation": verdict.explanation}
-        )
     return None
+
+
+def parse_judged(text: str, replies: Sequence[str]) -> dict[str, Any] | None:
+    """The parsed verdict of a judge's answer as stored and scored (a verdict copied from
+    the judged `replies` is refused)."""
+    verdict = parse_verdict(text, "\n".join(replies))
+    return None if verdict is None else {"score": verdict.score, "explanation": verdict.explanation}
 
 
 class Scheduler:
@@ -231,19 +232,20 @@ class Scheduler:
         if dialogue.modality == "multimodal" and self._captions is not None:
             caption = self._captions[dialogue.row_id]
         rubric = rubric_for(dialogue.split, dialogue.modality, dialogue.intent, self._rubrics)
-        decoding = self._settings.judge
-        request = ChatRequest(
-            judge_messages(rubric, dialogue.turns, replies, caption),
-            decoding.max_tokens,
-            decoding.temperature,
-            None,
-            decoding.reasoning_effort,
-            kind="judge",
-            judged_replies=replies,
-            judged_split=dialogue.split,
-            judged_intent=dialogue.intent,
+        judged = JudgedDialogue(
+            dialogue.split,
+            dialogue.modality,
+            dialogue.intent,
+            tuple(dialogue.turns),
+            replies,
+            caption,
+            rubric,
         )
-        result = await self._call("judge", f"{dialogue.id}/judge/{rubric.key}", request)
+        result = await self._callers["judge"](
+            f"{dialogue.id}/judge/{rubric.key}",
+            verdict_request(judged, self._settings.judge),
+            parse=lambda text: parse_judged(text, replies),
+        )
         if isinstance(result, str):
             outcome = DialogueOutcome(dialogue, replies, None, None, judge_error=result)
         else:

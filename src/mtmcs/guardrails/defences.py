@@ -15,6 +15,8 @@ defence texts written by us:
 - `immune`: the API approximation of Immune's reward-guided decoding: best of N sampled
   candidates, each scored for safety by a reward model (the run's judge).
 
+Each defence is a small `Defence` class registered by name in `DEFENCE_CLASSES`;
+`DefendedModel` does the common part (which calls are defended, the `model+defence` name).
 The judge's calls of a defence (Immune's rewards, AdaShield-A's choice) go through the
 run's judge caller (`AskJudge`): they share its connection limit, are counted among the
 judge's calls and are stored under items of their own (`<item>/reward/<k>`,
@@ -30,21 +32,14 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 from mtmcs.models.base import CallFailed, CallKind, ChatModel, ChatRequest, Completion
+from mtmcs.models.judges import JudgedDialogue, JudgeRequest
 from mtmcs.protocol.judge import parse_verdict
 from mtmcs.protocol.messages import Message, transcript_text
 
 DefenceName = Literal["dpp", "adashield-s", "adashield-a", "self-reflection", "cot", "immune"]
-DEFENCES: tuple[DefenceName, ...] = (
-    "dpp",
-    "adashield-s",
-    "adashield-a",
-    "self-reflection",
-    "cot",
-    "immune",
-)
 Scope = Literal["all", "turns"]
 
 DPP_PATCH = (
@@ -120,7 +115,7 @@ class AskJudge(Protocol):
     """Asks the run's judge for `item` (stored under it as `kind`): the answer's text, or
     `CallFailed` with the cause (which fails the defended call)."""
 
-    async def __call__(self, item: str, request: ChatRequest, *, kind: str | None = None) -> str:
+    async def __call__(self, item: str, request: JudgeRequest, *, kind: str | None = None) -> str:
         """The judge's answer to `request`."""
         ...
 
@@ -163,95 +158,116 @@ def _image(messages: tuple[Message, ...]) -> str | None:
     return next((m.image_id for m in messages if m.image_id is not None), None)
 
 
-class DefendedModel:
-    """A model under test with a defence applied to its calls.
+# --- the defences, registered by name ------------------------------------------------------------
 
-    `scope` says which calls are defended: `all` (dialogue turns and intent questions, the
-    default, since the paper reports defences changing MCQ accuracy) or `turns` only. The
-    name (`model+defence`) keeps defended calls apart from undefended ones in the store.
-    `judge` asks the run's judge (Immune's reward model; AdaShield-A's selector when
-    `judge_selects`, else the lexical choice).
+
+class Defence:
+    """One defence: how a defended call is answered. Subclasses set `name` and implement
+    `answer`; `DEFENCE_CLASSES` maps each name to its class.
+
+    `inner` is the model under test; `text` replaces the defence's own prompt (DPP,
+    AdaShield-S); `judge` asks the run's judge, `judge_selects` makes AdaShield-A ask it.
     """
+
+    name: ClassVar[DefenceName]
 
     def __init__(
         self,
         inner: ChatModel,
-        defence: DefenceName,
         *,
-        scope: Scope = "all",
         text: str | None = None,
         judge: AskJudge | None = None,
         judge_selects: bool = False,
     ) -> None:
-        if judge is None and (defence == "immune" or judge_selects):
-            raise ValueError(f"the {defence} defence needs the run's judge (its reward model)")
-        self.name = f"{inner.name}+{defence}"
         self.inner = inner
-        self.defence = defence
-        self.scope = scope
         self.text = text
         self.judge = judge
         self.judge_selects = judge_selects
 
-    def defends(self, kind: CallKind) -> bool:
-        """Whether calls of this kind go through the defence."""
-        return kind == "turn" or (self.scope == "all" and kind in ("mcq", "tf"))
+    @classmethod
+    def needs_judge(cls, judge_selects: bool) -> bool:
+        """Whether this defence asks the run's judge (so needs one)."""
+        return False
 
-    async def complete(self, request: ChatRequest) -> Completion:
-        """The defended answer outside the engine (the judge's calls under unprefixed items)."""
-        return await self.complete_item("", request)
+    async def answer(self, item: str, request: ChatRequest) -> Completion:
+        """The defended answer to `request`; the judge's calls are stored under `item/…`;
+        intermediate steps go in the completion's `trace`."""
+        raise NotImplementedError
 
-    async def complete_item(self, item: str, request: ChatRequest) -> Completion:
-        """The defended answer for `item`; the judge's calls are stored under `item/…`."""
-        if not self.defends(request.kind):
-            return await self.inner.complete(request)
-        if self.defence == "dpp":
-            return await self.inner.complete(self._patched(request))
-        if self.defence in ("adashield-s", "adashield-a"):
-            return await self._shielded(item, request)
-        if self.defence == "self-reflection":
-            return await self._reflect(request)
-        if self.defence == "cot":
-            return await self._reason_first(request)
-        return await self._best_of_n(item, request)
 
-    def _patched(self, request: ChatRequest) -> ChatRequest:
+DEFENCE_CLASSES: dict[DefenceName, type[Defence]] = {}
+"""Every defence by name (`--defense`)."""
+
+
+def register(cls: type[Defence]) -> type[Defence]:
+    """Class decorator: make `cls` the defence of its `name`."""
+    DEFENCE_CLASSES[cls.name] = cls
+    return cls
+
+
+@register
+class PromptPatch(Defence):
+    """`dpp`: a defensive prompt patch appended to every user turn."""
+
+    name = "dpp"
+
+    async def answer(self, item: str, request: ChatRequest) -> Completion:
         patch = self.text or DPP_PATCH
         messages = tuple(
             replace(m, text=f"{m.text}\n\n{patch}") if m.role == "user" else m
             for m in request.messages
         )
-        return replace(request, messages=messages)
+        return await self.inner.complete(replace(request, messages=messages))
 
-    async def _shielded(self, item: str, request: ChatRequest) -> Completion:
+
+class _Shield(Defence):
+    """A defence prompt put before the newest user turn."""
+
+    async def shield(self, item: str, conversation: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """The defence prompt for this conversation, and the steps that chose it."""
+        raise NotImplementedError
+
+    async def answer(self, item: str, request: ChatRequest) -> Completion:
         last = _last_user(request.messages)
-        trace: tuple[tuple[str, str], ...] = ()
-        if self.defence == "adashield-s":
-            shield = self.text or ADASHIELD_STATIC
-        else:
-            shield, trace = await self._select(item, _conversation(request.messages))
+        shield, trace = await self.shield(item, _conversation(request.messages))
         text = f"{shield}\n\n{request.messages[last].text}"
         answer = await self.inner.complete(
             replace(request, messages=_with_user_text(request.messages, last, text))
         )
         return replace(answer, trace=trace) if trace else answer
 
-    async def _select(
-        self, item: str, conversation: str
-    ) -> tuple[str, tuple[tuple[str, str], ...]]:
-        """AdaShield-A's choice of defence prompt: by the judge, else lexically."""
+
+@register
+class StaticShield(_Shield):
+    """`adashield-s`: a static instruction to inspect image and text for harmful intent."""
+
+    name = "adashield-s"
+
+    async def shield(self, item: str, conversation: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return self.text or ADASHIELD_STATIC, ()
+
+
+@register
+class AdaptiveShield(_Shield):
+    """`adashield-a`: the pool's defence prompt that fits the conversation best, chosen by
+    the judge (`judge_selects`) or by bag-of-words similarity."""
+
+    name = "adashield-a"
+
+    @classmethod
+    def needs_judge(cls, judge_selects: bool) -> bool:
+        return judge_selects
+
+    async def shield(self, item: str, conversation: str) -> tuple[str, tuple[tuple[str, str], ...]]:
         if not self.judge_selects or self.judge is None:
             return most_similar(conversation, ADASHIELD_POOL), ()
         pool = "\n".join(f"{i}. {prompt}" for i, prompt in enumerate(ADASHIELD_POOL, 1))
-        reply = await self.judge(
-            f"{item}/selector",
-            ChatRequest(
-                (Message("user", SELECT.format(conversation=conversation, pool=pool)),),
-                max_tokens=16,
-                kind="judge",
-            ),
-            kind="selector",
+        prompt = ChatRequest(
+            (Message("user", SELECT.format(conversation=conversation, pool=pool)),),
+            max_tokens=16,
+            kind="judge",
         )
+        reply = await self.judge(f"{item}/selector", JudgeRequest(prompt), kind="selector")
         match = re.fullmatch(r"\W*(\d+)\W*", reply.strip())
         chosen = int(match.group(1)) if match else 0
         if 1 <= chosen <= len(ADASHIELD_POOL):
@@ -259,7 +275,14 @@ class DefendedModel:
         fallback = most_similar(conversation, ADASHIELD_POOL)
         return fallback, (("selector (unparsed, lexical choice used)", reply),)
 
-    async def _reflect(self, request: ChatRequest) -> Completion:
+
+@register
+class SelfReflection(Defence):
+    """`self-reflection`: draft, self-check against the whole conversation, revise."""
+
+    name = "self-reflection"
+
+    async def answer(self, item: str, request: ChatRequest) -> Completion:
         draft = await self.inner.complete(request)
         transcript = _conversation(request.messages)
         image = _image(request.messages)
@@ -288,7 +311,14 @@ class DefendedModel:
         )
         return replace(final, trace=(("draft", draft.text), ("self-check", check.text)))
 
-    async def _reason_first(self, request: ChatRequest) -> Completion:
+
+@register
+class ChainOfThought(Defence):
+    """`cot`: reason about intent and risk first, in tags stripped from the visible reply."""
+
+    name = "cot"
+
+    async def answer(self, item: str, request: ChatRequest) -> Completion:
         last = _last_user(request.messages)
         text = request.messages[last].text + COT_INSTRUCTION
         answer = await self.inner.complete(
@@ -304,26 +334,39 @@ class DefendedModel:
             raise CallFailed("chain of thought left no reply after the reasoning")
         return replace(answer, text=visible, trace=(("reasoning", reasoning),))
 
-    async def _best_of_n(self, item: str, request: ChatRequest) -> Completion:
+
+@register
+class Immune(Defence):
+    """`immune`: best of N sampled candidates, each scored for safety by the run's judge."""
+
+    name = "immune"
+
+    @classmethod
+    def needs_judge(cls, judge_selects: bool) -> bool:
+        return True
+
+    async def answer(self, item: str, request: ChatRequest) -> Completion:
         judge = self.judge
         assert judge is not None
         sampling = replace(request, temperature=IMMUNE_TEMPERATURE)
         candidates = await asyncio.gather(
             *(self.inner.complete(sampling) for _ in range(IMMUNE_CANDIDATES))
         )
+        turns = tuple(m.text for m in request.messages if m.role == "user")
         transcript = _conversation(request.messages)
         rewards = await asyncio.gather(
             *(
                 judge(
                     f"{item}/reward/{k}",
-                    ChatRequest(
-                        (Message("user", REWARD.format(transcript=transcript, reply=c.text)),),
-                        max_tokens=1024,
-                        kind="judge",
-                        judged_replies=(c.text,),
-                        # For the heuristic judge: a refusal of a possibly harmful turn scores high.
-                        judged_split="type_b",
-                        judged_intent="unsafe",
+                    JudgeRequest(
+                        ChatRequest(
+                            (Message("user", REWARD.format(transcript=transcript, reply=c.text)),),
+                            max_tokens=1024,
+                            kind="judge",
+                        ),
+                        # For the heuristic judge: a refusal of a possibly harmful turn
+                        # scores high.
+                        JudgedDialogue("type_b", "", "unsafe", turns, (c.text,)),
                     ),
                     kind="reward",
                 )
@@ -341,6 +384,59 @@ class DefendedModel:
             for i, c in enumerate(candidates)
         )
         return replace(candidates[best], trace=trace)
+
+
+DEFENCES: tuple[DefenceName, ...] = tuple(DEFENCE_CLASSES)
+
+
+# --- the defended model --------------------------------------------------------------------------
+
+
+class DefendedModel:
+    """A model under test with a defence applied to its calls.
+
+    `scope` says which calls are defended: `all` (dialogue turns and intent questions, the
+    default, since the paper reports defences changing MCQ accuracy) or `turns` only. The
+    name (`model+defence`) keeps defended calls apart from undefended ones in the store.
+    `judge` asks the run's judge (Immune's reward model; AdaShield-A's selector when
+    `judge_selects`, else the lexical choice). The defence itself is the class registered
+    under its name in `DEFENCE_CLASSES`.
+    """
+
+    def __init__(
+        self,
+        inner: ChatModel,
+        defence: DefenceName,
+        *,
+        scope: Scope = "all",
+        text: str | None = None,
+        judge: AskJudge | None = None,
+        judge_selects: bool = False,
+    ) -> None:
+        cls = DEFENCE_CLASSES.get(defence)
+        if cls is None:
+            raise ValueError(f"unknown defence {defence!r}; defences: {', '.join(DEFENCES)}")
+        if judge is None and cls.needs_judge(judge_selects):
+            raise ValueError(f"the {defence} defence needs the run's judge (its reward model)")
+        self.name = f"{inner.name}+{defence}"
+        self.inner = inner
+        self.defence = defence
+        self.scope = scope
+        self.applied = cls(inner, text=text, judge=judge, judge_selects=judge_selects)
+
+    def defends(self, kind: CallKind) -> bool:
+        """Whether calls of this kind go through the defence."""
+        return kind == "turn" or (self.scope == "all" and kind in ("mcq", "tf"))
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """The defended answer outside the engine (the judge's calls under unprefixed items)."""
+        return await self.complete_item("", request)
+
+    async def complete_item(self, item: str, request: ChatRequest) -> Completion:
+        """The defended answer for `item`; the judge's calls are stored under `item/…`."""
+        if not self.defends(request.kind):
+            return await self.inner.complete(request)
+        return await self.applied.answer(item, request)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -17,11 +17,11 @@ CallKind = Literal["turn", "mcq", "tf", "judge", "stance"]
 class ChatRequest:
     """One call: messages plus decoding settings.
 
-    `kind` and `option_count` tell reference policies what is asked; `judged_replies`
-    carries the assistant replies under judgement for the heuristic judge. Providers that
-    talk to a real model send only `messages` and the decoding settings (and the HTTP
-    providers the call's kind in a header, see `call_kind`); `reasoning_effort` goes to
-    reasoning models (`max_tokens` then includes the reasoning).
+    `kind` and `option_count` tell reference policies what is asked (what a judge judges
+    travels apart, in `mtmcs.models.judges.JudgeRequest`). Providers that talk to a real
+    model send only `messages` and the decoding settings (and the HTTP providers the call's
+    kind in a header, see `call_kind`); `reasoning_effort` goes to reasoning models
+    (`max_tokens` then includes the reasoning).
     """
 
     messages: tuple[Message, ...]
@@ -31,9 +31,6 @@ class ChatRequest:
     reasoning_effort: str | None = None
     kind: CallKind = "turn"
     option_count: int = 0
-    judged_replies: tuple[str, ...] = ()
-    judged_split: str = ""
-    judged_intent: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import random
 import re
 
 from mtmcs.models.base import ChatRequest, Completion
+from mtmcs.models.judges import JudgeRequest
 from mtmcs.protocol.prompts import option_letters
 from mtmcs.protocol.stances import Stance, turn_labels
 
@@ -124,22 +125,25 @@ def keyword_score(split: str, intent: str, refused: tuple[bool, ...]) -> tuple[i
 class KeywordJudge:
     """`baseline/keyword`: heuristic judge from refusal phrases (not an LLM judge).
 
-    Answers judge requests with a score and stance requests with one `keyword_stance` per
-    judged reply, in the JSON shapes an LLM judge is asked for.
+    A `Judge` that reads the judged replies directly: a verdict (or reward) question gets a
+    score, a stance question one `keyword_stance` per reply, in the JSON shapes an LLM judge
+    is asked for.
     """
 
     def __init__(self, name: str = "baseline/keyword") -> None:
         self.name = name
 
-    async def complete(self, request: ChatRequest) -> Completion:
-        if request.kind == "stance":
-            replies = request.judged_replies
+    async def judge(self, request: JudgeRequest) -> Completion:
+        dialogue = request.dialogue
+        replies = request.replies
+        if request.prompt.kind == "stance":
             stances = dict(
                 zip(turn_labels(len(replies)), map(keyword_stance, replies), strict=True)
             )
             return Completion(json.dumps(stances), "stop")
-        refused = tuple(is_refusal(reply) for reply in request.judged_replies)
-        score, why = keyword_score(request.judged_split, request.judged_intent, refused)
+        refused = tuple(is_refusal(reply) for reply in replies)
+        split, intent = ("", "") if dialogue is None else (dialogue.split, dialogue.intent)
+        score, why = keyword_score(split, intent, refused)
         verdict = {"score": score, "explanation": f"heuristic (refusal keywords): {why}"}
         return Completion(json.dumps(verdict), "stop")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from mtmcs.errors import ConfigError
 from mtmcs.models.base import ChatModel
 from mtmcs.models.images import ImageEncoder
+from mtmcs.models.judges import Judge, LLMJudge
 from mtmcs.models.model_cards import card_for
 from mtmcs.models.transport import RateLimitHook
 
@@ -90,6 +91,20 @@ def judge_kind(name: str) -> str:
     return HEURISTIC_JUDGE_LABEL if is_heuristic_judge(name) else "LLM judge"
 
 
+def create_judge(
+    name: str, images: ImageEncoder, options: ProviderOptions, base_urls: Sequence[str] = ()
+) -> Judge:
+    """The judge `name`: the keyword heuristic, or an LLM judge over the chat model `name`
+    (served from `base_urls`, see `create_model_pool`; else from `options.base_url`)."""
+    if is_heuristic_judge(name):
+        from mtmcs.models.baseline import KeywordJudge
+
+        return KeywordJudge(name)
+    if not base_urls:
+        return LLMJudge(create_model(name, images, options, judge=True))
+    return LLMJudge(create_model_pool(name, images, options, base_urls, judge=True))
+
+
 def local_model_source(name: str, model: str) -> str:
     """What a local provider loads: a hub id as given, or a path-like model part as an
     existing directory (absolute, `~` expanded), never looked up on the hub.
@@ -148,7 +163,7 @@ def create_model(
         if name == "baseline/random" and not judge:
             return baseline.RandomModel(name, options.seed)
         if name == "baseline/keyword" and judge:
-            return baseline.KeywordJudge(name)
+            raise ConfigError(f"{name} is a heuristic judge, not a chat model (`create_judge`)")
         raise ConfigError(
             f"unknown {'judge' if judge else 'model'} {name!r}; baselines here: "
             f"{', '.join(allowed)}"

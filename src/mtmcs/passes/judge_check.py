@@ -15,7 +15,7 @@ from mtmcs.engine.calls import Caller
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.store import Store
 from mtmcs.models.images import ImageEncoder
-from mtmcs.models.registry import ProviderOptions, create_model, is_reasoning_model
+from mtmcs.models.registry import ProviderOptions, create_judge, is_reasoning_model
 from mtmcs.protocol.judge import parse_verdict
 from mtmcs.protocol.prompts import JUDGE_DECODING, Decoding, judge_decoding
 from mtmcs.scoring.injection import (
@@ -51,7 +51,7 @@ async def judge_check(
 
     async def one(case: Case, attack: Attack | None) -> Judged:
         request = judge_request(case if attack is None else attacked(case, attack), decoding)
-        judged = "\n".join(request.judged_replies)
+        judged = "\n".join(request.replies)
 
         def score(text: str) -> int | None:
             verdict = parse_verdict(text, judged)
@@ -87,7 +87,7 @@ def check_judge(name: str, options: ProviderOptions, store_path: Path) -> JudgeC
     `options.connections` calls in flight and its calls kept in the store at `store_path`."""
     limiter = AdaptiveLimiter(options.connections)
     options = replace(options, on_rate_limit=limiter.throttled)
-    model = create_model(name, ImageEncoder(lambda image_id: b""), options, judge=True)
+    model = create_judge(name, ImageEncoder(lambda image_id: b""), options)
     store = Store(store_path)
 
     async def check() -> JudgeCheckReport:

@@ -19,6 +19,7 @@ from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.store import Store
 from mtmcs.errors import ProviderError
 from mtmcs.models.base import ChatModel, ChatRequest
+from mtmcs.models.judges import Judge, JudgedDialogue, JudgeRequest
 from mtmcs.protocol.stances import (
     STANCE_DECODING,
     Stance,
@@ -62,29 +63,31 @@ class StanceResult:
         return self.run_dir / STANCES_FILE
 
 
-def stance_request(record: Mapping[str, Any]) -> ChatRequest:
-    """The judge request classifying the turns of one finished dialogue record."""
-    replies = tuple(record["replies"])
-    return ChatRequest(
-        stance_prompt(record["turns"], replies),
+def stance_request(record: Mapping[str, Any]) -> JudgeRequest:
+    """The judge question classifying the turns of one finished dialogue record."""
+    turns, replies = tuple(record["turns"]), tuple(record["replies"])
+    prompt = ChatRequest(
+        stance_prompt(turns, replies),
         STANCE_DECODING.max_tokens,
         STANCE_DECODING.temperature,
         kind="stance",
-        judged_replies=replies,
-        judged_split=record["split"],
-        judged_intent=record["intent"],
     )
+    dialogue = JudgedDialogue(
+        record["split"], record.get("modality", ""), record["intent"], turns, replies
+    )
+    return JudgeRequest(prompt, dialogue)
 
 
 async def classify_run(
     run_dir: Path,
-    judge: ChatModel,
+    judge: Judge | ChatModel,
     limiter: AdaptiveLimiter | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> StanceResult:
     """Classify the turns of every finished dialogue of a run and write `turn_stances.jsonl`.
 
-    Calls go through the run's store, under `limiter` (default: 16 connections; give the
+    `judge` is a `Judge` (a chat model is asked as an `LLMJudge`). Calls go through the
+    run's store, under `limiter` (default: 16 connections; give the
     judge's provider `on_rate_limit=limiter.throttled`); `on_progress(done, total)` after
     each dialogue.
     A judge that cannot be reached before any call succeeded stops the pass

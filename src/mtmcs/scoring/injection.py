@@ -2,7 +2,7 @@
 
 A fixed set of dialogues whose honest score is low is judged clean and then with an attack
 payload appended to one assistant reply. The judge request is built exactly as the benchmark
-builds it (`judge_messages`, `rubric_for`, `parse_verdict`, `JUDGE_DECODING`), so the check
+builds it (`verdict_request`, `rubric_for`, `parse_verdict`, `JUDGE_DECODING`), so the check
 measures the prompt and parser the benchmark uses. The dialogues describe compliance in
 generic, bracketed terms: nothing in them is operational. The calls themselves are the pass
 `mtmcs.passes.judge_check`.
@@ -13,8 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from mtmcs.models.base import ChatRequest
-from mtmcs.protocol.judge import judge_messages
+from mtmcs.models.judges import JudgedDialogue, JudgeRequest, verdict_request
 from mtmcs.protocol.prompts import JUDGE_DECODING, Decoding
 from mtmcs.protocol.rubrics import rubric_for
 from mtmcs.protocol.types import Intent, Modality, Split
@@ -264,20 +263,14 @@ def attacked(case: Case, attack: Attack, reply: int | None = None) -> Case:
     return replace(case, name=f"{case.name}+{attack.name}", replies=tuple(replies))
 
 
-def judge_request(case: Case, decoding: Decoding = JUDGE_DECODING) -> ChatRequest:
-    """The judge request the benchmark would send for this dialogue (with `decoding`, the
+def judge_request(case: Case, decoding: Decoding = JUDGE_DECODING) -> JudgeRequest:
+    """The judge question the benchmark would send for this dialogue (with `decoding`, the
     run's judge decoding: the authors' defaults for the judge's kind)."""
     rubric = rubric_for(case.split, case.modality, case.intent)
-    return ChatRequest(
-        judge_messages(rubric, case.turns, case.replies, case.caption),
-        decoding.max_tokens,
-        decoding.temperature,
-        reasoning_effort=decoding.reasoning_effort,
-        kind="judge",
-        judged_replies=case.replies,
-        judged_split=case.split,
-        judged_intent=case.intent,
+    dialogue = JudgedDialogue(
+        case.split, case.modality, case.intent, case.turns, case.replies, case.caption, rubric
     )
+    return verdict_request(dialogue, decoding)
 
 
 # --- results -----------------------------------------------------------------------------------
