@@ -4,7 +4,8 @@ A verdict is exactly one JSON object with a `score` key in the reply, and:
 - it closes the reply: the reply is the object (a Markdown code fence around it allowed), or
   reasoning comes first and the object last, with nothing but a closing code fence after it;
 - `score` is a JSON number equal to an integer 1–5 (`4` or `4.0`; not `4.5`, `"4"`, `true`);
-- `explanation` is a string, or missing / null (read as ""); any other type is refused;
+- `explanation` is a string, or missing / null (read as ""); any other type is refused, and
+  so is a placeholder in angle brackets (`"<one sentence>"`: the output format echoed);
 - no key is repeated.
 Refused: two or more objects with a `score` (a judge quoting an injected verdict and then
 giving its own is ambiguous), an object with prose after it, a score only in prose ("Score:
@@ -87,11 +88,19 @@ def _score(value: object) -> int | None:
     return score if 1 <= score <= 5 else None
 
 
+_PLACEHOLDER = re.compile(r"^\s*<[^<>]*>\s*$")
+
+
 def _explanation(fields: dict[str, Any]) -> str | None:
+    """The explanation: a string, or "" when missing; `None` (refused) for another type or
+    for a placeholder such as `<one sentence>`, which marks an echo of the output format
+    with a score filled in, not a judgement."""
     value = fields.get("explanation")
     if value is None:
         return ""
-    return value if isinstance(value, str) else None
+    if not isinstance(value, str) or _PLACEHOLDER.match(value):
+        return None
+    return value
 
 
 def _words(text: str) -> str:
