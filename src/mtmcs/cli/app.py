@@ -139,8 +139,12 @@ class Commands(TyperGroup):
             if state["debug"]:
                 _print_traceback()
             else:
+                from mtmcs.protocol.text import printable  # not for `--help`
+
                 errors.print("[red]error:[/]", end=" ")
-                errors.print(redact(str(error)), markup=False, highlight=False, soft_wrap=True)
+                errors.print(
+                    printable(redact(str(error))), markup=False, highlight=False, soft_wrap=True
+                )
             sys.exit(2 if isinstance(error, DataError) else 1)
         except typer.TyperException as error:  # usage errors: typer's own click exceptions
             show = getattr(error, "show", None)

@@ -14,6 +14,7 @@ from mtmcs.cli.console import console
 from mtmcs.cli.options import DatasetOption, RevisionOption, SplitOption, splits
 from mtmcs.data.loaders import load_benchmark
 from mtmcs.protocol.dialogues import expand_row
+from mtmcs.protocol.text import printable
 
 app = typer.Typer(help="Inspect and validate a dataset.", no_args_is_help=True)
 
@@ -66,11 +67,13 @@ def show(
     row = next((row for row in benchmark.rows if row.id == row_id), None)
     if row is None:
         raise typer.BadParameter(f"no row {row_id} in {split}", param_hint="ROW_ID")
-    console.print(f"[bold]{split} row {row_id}[/]  unsafe intent: {escape(row.unsafe_intent)}")
+    console.print(
+        f"[bold]{split} row {row_id}[/]  unsafe intent: {escape(printable(row.unsafe_intent))}"
+    )
     for dialogue in expand_row(row):
         console.print(f"\n[bold]{dialogue.id}[/]")
         for index, turn in enumerate(dialogue.turns, start=1):
-            console.print(f"  R{index}: {turn}", markup=False)
+            console.print(f"  R{index}: {printable(turn)}", markup=False)
         for question in dialogue.questions:
             console.print(
                 f"  {question.kind} {question.id.rsplit('/', 1)[1]}: "
@@ -78,4 +81,4 @@ def show(
                 markup=False,
             )
             for letter, option in zip("ABCDEFGH", question.options, strict=False):
-                console.print(f"      {letter}. {option}", markup=False)
+                console.print(f"      {letter}. {printable(option)}", markup=False)

@@ -35,6 +35,7 @@ from mtmcs.models.registry import LocalModelOptions
 from mtmcs.protocol.judge import DEFAULT_JUDGE
 from mtmcs.protocol.messages import IMAGE_ORDERS, IMAGE_PLACEMENTS
 from mtmcs.protocol.prompts import REASONING_EFFORTS, ReasoningEffort
+from mtmcs.protocol.text import printable
 from mtmcs.scoring.rundir import RunDir
 
 DATA = "Data"
@@ -155,7 +156,9 @@ def execute(config: RunConfig, ray: str | None, ray_shards: int) -> bool:
         )
         for role, counts in result.outcome.counts.items():
             for cause, count in counts.causes.most_common(5):
-                errors.print(f"  {role}: {count} × {cause}", markup=False, soft_wrap=True)
+                errors.print(
+                    f"  {role}: {count} × {printable(cause)}", markup=False, soft_wrap=True
+                )
     return result.complete
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mtmcs.errors import ConfigError, DataError, Problem
 from mtmcs.files import atomic_file
+from mtmcs.protocol.text import invalid_code_points
 
 CAPTIONS_COMMIT = "9fa7c8489ede9b0f70599fa2c225634f45771e98"
 CAPTIONS_SHA256 = "2fd9577f763477f4c01c804d5a8dd091b6d8878106190cc23ae7253845dec4d4"
@@ -52,6 +53,16 @@ def parse_captions(text: str, source: str) -> dict[int, str]:
             problems.append(Problem(source, "", key, "", "a second caption for this row id"))
         elif not isinstance(caption, str) or not caption.strip():
             problems.append(Problem(source, "", key, "", "caption is not a non-empty string"))
+        elif invalid := invalid_code_points(caption):
+            problems.append(
+                Problem(
+                    source,
+                    "",
+                    key,
+                    "",
+                    f"caption contains {invalid} invalid code point(s) (lone UTF-16 surrogates)",
+                )
+            )
         else:
             captions[int(row_id)] = caption.strip()
     if problems:

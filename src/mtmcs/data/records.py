@@ -13,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 from mtmcs.errors import Problem
 from mtmcs.protocol.dialogues import turn_fields
 from mtmcs.protocol.prompts import option_letters
+from mtmcs.protocol.text import invalid_code_points
 from mtmcs.protocol.types import (
     INTENTS,
     MODALITIES,
@@ -46,6 +47,8 @@ class _Checker:
             return ""
         if required and not value.strip():
             self.add(field, "is empty")
+        if invalid := invalid_code_points(value):
+            self.add(field, f"contains {invalid} invalid code point(s) (lone UTF-16 surrogates)")
         return value
 
     def items(self, value: object, field: str) -> list[Mapping[str, Any]]:

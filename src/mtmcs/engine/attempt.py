@@ -8,6 +8,7 @@ from typing import cast
 from mtmcs.errors import ProviderError, redact
 from mtmcs.models.base import CallFailed, ChatModel, ChatRequest, Completion, ItemAwareModel
 from mtmcs.models.judges import Judge, JudgeRequest
+from mtmcs.protocol.text import normalised
 
 _item_aware: dict[type, bool] = {}  # per model class: a protocol check costs ~20 µs a call
 
@@ -60,3 +61,20 @@ def redacted(completion: Completion) -> Completion:
     if text == completion.text and trace == completion.trace:
         return completion
     return replace(completion, text=text, trace=trace)
+
+
+def normalise(result: Completion | str) -> tuple[Completion | str, int]:
+    """`result` (a completion, or a failure's cause) with invalid code points (lone UTF-16
+    surrogates, which a server can send as JSON escapes) replaced by U+FFFD, and how many
+    were replaced: such text can be neither stored nor printed."""
+    if isinstance(result, str):
+        return normalised(result)
+    text, replaced = normalised(result.text)
+    trace = []
+    for step, value in result.trace:
+        value, count = normalised(value)
+        trace.append((step, value))
+        replaced += count
+    if not replaced:
+        return result, 0
+    return replace(result, text=text, trace=tuple(trace)), replaced

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtmcs.engine.attempt import attempt
+from mtmcs.engine.attempt import attempt, normalise
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.store import CallRecord, Store, request_key
 from mtmcs.models.base import (
@@ -47,6 +47,7 @@ class CallCounts:
     cached: int = 0
     failed: int = 0
     reasoning_exhausted: int = 0
+    replaced_code_points: int = 0
     causes: Counter[str] = field(default_factory=Counter)
 
 
@@ -152,6 +153,8 @@ class Caller:
         finally:
             self.limiter.release()
         latency = time.perf_counter() - started
+        result, replaced = normalise(result)
+        counts.replaced_code_points += replaced
         if isinstance(result, str):
             counts.failed += 1
             counts.reasoning_exhausted += result.startswith(REASONING_EXHAUSTED)

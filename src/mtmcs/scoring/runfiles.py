@@ -63,6 +63,7 @@ class CallCounts(RunFile):
     cached: int = 0
     failed: int = 0
     reasoning_exhausted: int = 0
+    replaced_code_points: int = 0  # invalid code points (lone surrogates) in replies, as U+FFFD
     causes: dict[str, int] = Field(default_factory=dict)  # the 20 most frequent failures
 
 
