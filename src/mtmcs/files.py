@@ -1,4 +1,5 @@
-"""Files written whole or not at all: a reader never sees half of one."""
+"""Files written whole or not at all: a reader never sees half of one; CSV cells safe to open
+in a spreadsheet."""
 
 from __future__ import annotations
 
@@ -38,3 +39,25 @@ def write_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
     with atomic_file(path) as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection)."""
+
+
+def csv_cell(value: Any) -> Any:
+    """One CSV cell, safe to open in a spreadsheet: `None` is empty; text starting with `=`,
+    `+`, `-`, `@`, a tab or a carriage return gets a leading single quote, so a spreadsheet
+    shows it as text instead of evaluating it; numbers (int, float) are written as they are
+    (a spreadsheet reads `-0.5` as a number, never as a formula). Only the type decides: text
+    that looks like a negative number (`"-1"`) is quoted like any other text."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_LEADS):
+        return "'" + value
+    return value
+
+
+def csv_row(values: Iterable[Any]) -> list[Any]:
+    """`csv_cell` of every value: what every CSV writer of ours writes."""
+    return [csv_cell(value) for value in values]

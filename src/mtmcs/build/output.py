@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from mtmcs.build.schemas import DialoguesOut, QuestionsOut, Scenario
 from mtmcs.data.features import official_features
 from mtmcs.errors import ConfigError
+from mtmcs.files import csv_cell
 from mtmcs.models.images import ImageEncoder
 from mtmcs.protocol.types import SPLITS, TURN_FIELDS
 
@@ -139,16 +140,19 @@ def export_review(out: Path, scenarios: Sequence[Scenario]) -> tuple[Path, Path]
         writer.writeheader()
         for scenario in scenarios:
             mm = scenario.multimodal
+            shown = {  # model-written text, quoted where a spreadsheet would evaluate it
+                "image": Path(scenario.image).name,
+                "unsafe_intent": scenario.unsafe_intent,
+                "safe_intent": scenario.safe_intent,
+                "type_a_safe": _dialogue_text(mm, "type_a", "safe"),
+                "type_a_unsafe": _dialogue_text(mm, "type_a", "unsafe"),
+                "type_b_safe": _dialogue_text(mm, "type_b", "safe"),
+                "type_b_unsafe": _dialogue_text(mm, "type_b", "unsafe"),
+            }
             writer.writerow(
                 {
-                    "key": scenario.key,
-                    "image": Path(scenario.image).name,
-                    "unsafe_intent": scenario.unsafe_intent,
-                    "safe_intent": scenario.safe_intent,
-                    "type_a_safe": _dialogue_text(mm, "type_a", "safe"),
-                    "type_a_unsafe": _dialogue_text(mm, "type_a", "unsafe"),
-                    "type_b_safe": _dialogue_text(mm, "type_b", "safe"),
-                    "type_b_unsafe": _dialogue_text(mm, "type_b", "unsafe"),
+                    "key": scenario.key,  # read back by apply_review, as written
+                    **{name: csv_cell(value) for name, value in shown.items()},
                     "decision": "keep",
                     "fix_json": "",
                 }

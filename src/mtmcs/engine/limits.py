@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 
@@ -13,6 +14,8 @@ class AdaptiveLimiter:
     A 429 halves the limit, at most once per round trip: a 429 on a call that started before
     the last decrease does not decrease it again. Each success adds 1/limit, so the limit grows
     by about one per round of calls. Waiters are served first in, first out, one wake-up each.
+    A cancelled waiter leaves the queue without raising and without taking or losing a slot,
+    whichever happens first: its cancellation, or a release that hands it a slot.
     """
 
     def __init__(self, maximum: int) -> None:
@@ -40,7 +43,11 @@ class AdaptiveLimiter:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # the slot was handed over just before the cancellation
             else:
-                self._waiters.remove(waiter)
+                # A release may already have dropped the cancelled waiter from the queue
+                # (it skips waiters that are done), so it may no longer be there.
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+                self._wake()  # a slot this waiter was first in line for goes to the next
             raise
 
     def release(self) -> None:

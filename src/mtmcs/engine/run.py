@@ -33,6 +33,7 @@ from mtmcs.models.registry import (
     is_reasoning_model,
     judge_kind,
 )
+from mtmcs.models.transport import MAX_REPLY_BYTES
 from mtmcs.protocol.dialogues import expand_row
 from mtmcs.protocol.judge import DEFAULT_JUDGE
 from mtmcs.protocol.rubrics import RUBRICS
@@ -71,6 +72,7 @@ class RunConfig:
     captions: Path | None = None
     max_retries: int = 2
     timeout: float = 120.0
+    max_reply_bytes: int = MAX_REPLY_BYTES  # per HTTP response body of the API providers
     settings: RunSettings = field(default_factory=RunSettings)
     defense: DefenceName | None = None
     defense_scope: Scope = "all"
@@ -263,6 +265,7 @@ def create_providers(
     options = ProviderOptions(
         max_retries=config.max_retries,
         timeout=config.timeout,
+        max_reply_bytes=config.max_reply_bytes,
         seed=config.settings.seed or 0,
         **asdict(config.local),
     )

@@ -16,7 +16,12 @@ from mtmcs.models.base import (
     call_kind,
 )
 from mtmcs.models.images import ImageEncoder
-from mtmcs.models.transport import RateLimitHook, client_options, sdk_errors
+from mtmcs.models.transport import (
+    MAX_REPLY_BYTES,
+    RateLimitHook,
+    client_options,
+    sdk_errors,
+)
 from mtmcs.protocol.messages import Message
 
 THINKING_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
@@ -58,6 +63,7 @@ class AnthropicChat:
         timeout: float,
         on_rate_limit: RateLimitHook | None = None,
         connections: int = 32,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
     ) -> None:
         remember_secret(api_key)  # masked in everything printed or stored
         self.name = name
@@ -70,7 +76,7 @@ class AnthropicChat:
             max_retries=max_retries,
             timeout=timeout,
             http_client=anthropic.DefaultAsyncHttpxClient(
-                **client_options(timeout, connections, on_rate_limit)
+                **client_options(timeout, connections, on_rate_limit, max_reply_bytes)
             ),
         )
 

@@ -20,7 +20,12 @@ from mtmcs.models.base import (
     call_kind,
 )
 from mtmcs.models.images import ImageEncoder
-from mtmcs.models.transport import RateLimitHook, client_options, sdk_errors
+from mtmcs.models.transport import (
+    MAX_REPLY_BYTES,
+    RateLimitHook,
+    client_options,
+    sdk_errors,
+)
 from mtmcs.protocol.messages import Message
 
 TokenParameter = Literal["max_tokens", "max_completion_tokens"]
@@ -120,6 +125,7 @@ class OpenAIChat:
         token_parameter: TokenParameter,
         on_rate_limit: RateLimitHook | None = None,
         connections: int = 32,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
     ) -> None:
         remember_secret(api_key)  # masked in everything printed or stored
         self.name = name
@@ -133,7 +139,7 @@ class OpenAIChat:
             max_retries=max_retries,
             timeout=timeout,
             http_client=openai.DefaultAsyncHttpxClient(
-                **client_options(timeout, connections, on_rate_limit)
+                **client_options(timeout, connections, on_rate_limit, max_reply_bytes)
             ),
         )
 

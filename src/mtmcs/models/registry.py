@@ -13,7 +13,7 @@ from mtmcs.models.base import ChatModel
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.judges import Judge, LLMJudge
 from mtmcs.models.model_cards import card_for
-from mtmcs.models.transport import RateLimitHook
+from mtmcs.models.transport import MAX_REPLY_BYTES, RateLimitHook
 
 PROVIDERS = ("openai", "openai-compatible", "anthropic", "hf", "vllm", "baseline")
 BASELINE_MODELS = ("baseline/refuse", "baseline/random")
@@ -36,7 +36,12 @@ class LocalModelOptions:
 
 @dataclass(frozen=True, slots=True)
 class ProviderOptions:
-    """Connection settings shared by every provider; the last five are for local models."""
+    """Connection settings shared by every provider; the last five are for local models.
+
+    `max_reply_bytes` caps each HTTP response body of the API providers (OpenAI,
+    OpenAI-compatible, Anthropic), enforced while the body is read: a longer reply is a failed
+    call ("reply larger than … cap"), never an answer.
+    """
 
     base_url: str | None = None
     max_retries: int = 2
@@ -44,6 +49,7 @@ class ProviderOptions:
     seed: int = 0
     on_rate_limit: RateLimitHook | None = None
     connections: int = 32
+    max_reply_bytes: int = MAX_REPLY_BYTES
     batch_size: int = 16
     device: str | None = None  # default: cuda when available, else cpu
     dtype: str = "auto"  # or a torch dtype name: bfloat16, float16, float32
@@ -185,6 +191,7 @@ def create_model(
             timeout=options.timeout,
             on_rate_limit=options.on_rate_limit,
             connections=options.connections,
+            max_reply_bytes=options.max_reply_bytes,
         )
     from mtmcs.models.openai_chat import OpenAIChat
 
@@ -203,6 +210,7 @@ def create_model(
             token_parameter="max_tokens",
             on_rate_limit=options.on_rate_limit,
             connections=options.connections,
+            max_reply_bytes=options.max_reply_bytes,
         )
     return OpenAIChat(
         name,
@@ -215,6 +223,7 @@ def create_model(
         token_parameter="max_completion_tokens",
         on_rate_limit=options.on_rate_limit,
         connections=options.connections,
+        max_reply_bytes=options.max_reply_bytes,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,17 +20,67 @@ POOL_SIZE = 32
 """Connections per httpx pool: httpx scans its whole pool on every request, so many
 connections are split over several small pools rather than kept in one big one."""
 
+MAX_REPLY_BYTES = 1_000_000
+"""Default cap on a response body (1 MB): generous for 128-token turns, small enough that
+many concurrent oversized replies cannot exhaust memory."""
+
+
+class ReplyTooLarge(Exception):
+    """A response body grew past the cap while it was read; the rest is never read."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(f"reply larger than {size_text(cap)} cap; raise --max-reply-bytes")
+        self.cap = cap
+
+
+def size_text(size: int) -> str:
+    """`1_000_000` → `1 MB`, `1536` → `1.5 kB`, `10` → `10 bytes`."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if size >= scale:
+            return f"{size / scale:g} {unit}"
+    return f"{size} bytes"
+
+
+class CappedStream(httpx2.AsyncByteStream):
+    """A response body that raises `ReplyTooLarge` as soon as it has yielded more than
+    `cap` bytes (as received, before any content decoding), so an endless or huge reply is
+    never held in memory."""
+
+    def __init__(self, stream: httpx2.AsyncByteStream, cap: int) -> None:
+        self._stream = stream
+        self._cap = cap
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        size = 0
+        async for chunk in self._stream:
+            size += len(chunk)
+            if size > self._cap:
+                raise ReplyTooLarge(self._cap)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
 
 class DeadlineTransport(httpx2.AsyncBaseTransport):
-    """Bounds each attempt's whole response, and spreads requests over small pools.
+    """Bounds each attempt's whole response in time and size, and spreads requests over
+    small pools.
 
     The SDKs' timeouts apply per read, so a server that drips bytes would hold a call for
     ever; past the deadline the attempt ends as a read timeout, which the SDK retries like
-    any other timeout. Each request goes to the pool with the fewest requests in flight.
+    any other timeout. A body longer than `max_reply_bytes` ends the attempt with
+    `ReplyTooLarge` while it is read (the connection is closed, the rest never read). Each
+    request goes to the pool with the fewest requests in flight.
     """
 
-    def __init__(self, seconds: float, connections: int = POOL_SIZE) -> None:
+    def __init__(
+        self,
+        seconds: float,
+        connections: int = POOL_SIZE,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
+    ) -> None:
         self.seconds = seconds
+        self.max_reply_bytes = max_reply_bytes
         count = max(1, -(-connections // POOL_SIZE))
         limits = httpx2.Limits(max_connections=None, max_keepalive_connections=POOL_SIZE)
         self._pools = [httpx2.AsyncHTTPTransport(limits=limits) for _ in range(count)]
@@ -42,7 +92,13 @@ class DeadlineTransport(httpx2.AsyncBaseTransport):
         try:
             async with asyncio.timeout(self.seconds):
                 response = await self._pools[index].handle_async_request(request)
-                await response.aread()
+                if isinstance(response.stream, httpx2.AsyncByteStream):  # always, here
+                    response.stream = CappedStream(response.stream, self.max_reply_bytes)
+                try:
+                    await response.aread()
+                except BaseException:
+                    await response.aclose()
+                    raise
         except TimeoutError as error:
             raise httpx2.ReadTimeout(
                 f"no complete response within {self.seconds:g} s", request=request
@@ -57,11 +113,14 @@ class DeadlineTransport(httpx2.AsyncBaseTransport):
 
 
 def client_options(
-    timeout: float, connections: int, on_rate_limit: RateLimitHook | None
+    timeout: float,
+    connections: int,
+    on_rate_limit: RateLimitHook | None,
+    max_reply_bytes: int = MAX_REPLY_BYTES,
 ) -> dict[str, Any]:
     """Keyword arguments for the SDKs' default httpx client: transport and 429 hooks."""
     return {
-        "transport": DeadlineTransport(timeout, connections),
+        "transport": DeadlineTransport(timeout, connections, max_reply_bytes),
         "event_hooks": event_hooks(on_rate_limit),
     }
 
@@ -105,9 +164,13 @@ def sdk_errors(sdk: Any, name: str, model: str, where: str) -> Iterator[None]:
     """
     try:
         yield
+    except ReplyTooLarge as error:  # raised by our transport; the SDKs let it through
+        raise CallFailed(str(error)) from error
     except sdk.APITimeoutError as error:
         raise CallFailed(f"timed out: {error}") from error
     except sdk.APIConnectionError as error:
+        if isinstance(error.__cause__, ReplyTooLarge):  # an SDK that wraps it
+            raise CallFailed(str(error.__cause__)) from error
         raise connection_failure(error, where) from error
     except (sdk.AuthenticationError, sdk.PermissionDeniedError) as error:
         raise ProviderError(

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mtmcs.files import csv_row
 from mtmcs.report.leaderboard import (
     SPLIT_LABELS,
     Column,
@@ -358,7 +359,5 @@ def render_breakdowns_csv(tables: Sequence[Breakdown]) -> str:
             for column in table.columns:
                 fig = figures[column.key]
                 values = (fig.value, fig.lo, fig.hi, fig.n)
-                writer.writerow(
-                    [table.key, *labels, column.key, *("" if v is None else v for v in values)]
-                )
+                writer.writerow(csv_row([table.key, *labels, column.key, *values]))
     return buffer.getvalue()

@@ -6,7 +6,8 @@ the dialogue (`id` … `intent`, `unsafe_intent`, `harm_category` with `--catego
 `judge_explanation`, `judge_error`), question totals (`mcq_n`, `mcq_correct`, `tf_n`,
 `tf_correct`, unparseable/failed counts) and, per question, named by its id within the
 dialogue (e.g. `mcq_2`, `tf_0`): `<q>_answer`, `<q>_ground_truth`, `<q>_correct`,
-`<q>_error`. Questions a dialogue lacks are empty.
+`<q>_error`. Questions a dialogue lacks are empty. In the CSV, text cells that a spreadsheet
+would read as a formula are quoted (`mtmcs.files.csv_cell`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mtmcs.files import csv_cell
 from mtmcs.report.leaderboard import RunSummary
 from mtmcs.scoring.rundir import RunDir
 from mtmcs.scoring.stance_summary import RunStances, run_stances
@@ -139,6 +141,6 @@ def write_exports(
             writer = csv.DictWriter(handle, fieldnames=columns, restval="")
             writer.writeheader()
             for row in rows:
-                writer.writerow({key: "" if value is None else value for key, value in row.items()})
+                writer.writerow({key: csv_cell(value) for key, value in row.items()})
         written.append(path)
     return written

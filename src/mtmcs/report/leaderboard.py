@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mtmcs.errors import ConfigError
+from mtmcs.files import csv_row
 from mtmcs.models.baseline import REFUSAL
 from mtmcs.protocol.authors import authors_accuracy, authors_mark
 from mtmcs.scoring.metrics import CELL_METRICS, Stat
@@ -444,8 +445,8 @@ def render_csv(rows: Sequence[LeaderRow]) -> str:
             fig = row.figures[column.key]
             authors = row.authors.get(column.key, Figure(None))
             values = (fig.value, fig.lo, fig.hi, fig.n, authors.value, authors.n)
-            line += ["" if x is None else x for x in values]
-        writer.writerow(line)
+            line += values
+        writer.writerow(csv_row(line))
     return buffer.getvalue()
 
 
