@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from command import invoke
 from fakeserver import FakeServer, RecordedRequest, Reply
 from mtmcs.models.base import CallFailed, ChatRequest
 from mtmcs.models.images import ImageEncoder
@@ -99,3 +100,44 @@ def test_the_body_is_read_only_up_to_the_cap() -> None:
 
     asyncio.run(send())
     assert sum(read) <= MAX_REPLY_BYTES + len(chunk)
+
+
+def test_run_takes_the_cap_from_the_command_line(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    def responder(request: RecordedRequest) -> str | Reply:
+        if kind_of(request) == "tf":
+            return Reply(text="y" * 5000)
+        return standard_reply(request)
+
+    server = fake_server(responder)
+    result = invoke(
+        "run",
+        "--dataset",
+        "sample",
+        "--split",
+        "type_a",
+        "--modality",
+        "unimodal",
+        "--limit",
+        "1",
+        "--model",
+        "openai-compatible/test-model",
+        "--base-url",
+        server.base_url,
+        "--judge",
+        "baseline/keyword",
+        "--max-retries",
+        "0",
+        "--max-reply-bytes",
+        "2000",
+        "--out",
+        str(tmp_path),
+    )
+    assert result.returncode == 3, (
+        result.stderr
+    )  # incomplete: the TF calls failed, a rerun retries them
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        rows = db.execute("SELECT output, error FROM calls WHERE kind = 'tf'").fetchall()
+    assert len(rows) == 2
+    assert all(output is None and "2 kB cap" in error for output, error in rows)

@@ -32,6 +32,7 @@ from mtmcs.engine.scheduler import Role, RunSettings
 from mtmcs.errors import ConfigError
 from mtmcs.guardrails.defences import DEFENCES, DefenceName, Scope
 from mtmcs.models.registry import LocalModelOptions
+from mtmcs.models.transport import MAX_REPLY_BYTES
 from mtmcs.protocol.judge import DEFAULT_JUDGE
 from mtmcs.protocol.messages import IMAGE_ORDERS, IMAGE_PLACEMENTS
 from mtmcs.protocol.prompts import REASONING_EFFORTS, ReasoningEffort
@@ -203,6 +204,15 @@ def run(
         float,
         typer.Option(min=1, help="Seconds per call (model and judge).", rich_help_panel=MODEL),
     ] = 120.0,
+    max_reply_bytes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Cap on each HTTP reply body (model and judge); a longer reply is a failed "
+            "call, never stored as an answer.",
+            rich_help_panel=MODEL,
+        ),
+    ] = MAX_REPLY_BYTES,
     # Judge
     judge: Annotated[
         str,
@@ -418,6 +428,7 @@ def run(
         judge_base_urls=tuple(judge_base_url or ()),
         max_retries=max_retries,
         timeout=timeout,
+        max_reply_bytes=max_reply_bytes,
         captions=captions,
         rubrics=choice(rubrics, RUBRIC_SOURCES, "--rubrics"),
         rubrics_dir=rubrics_dir,
