@@ -25,9 +25,8 @@ from mtmcs.models.images import ImageEncoder
 from mtmcs.models.judges import JudgedDialogue, JudgeRequest
 from mtmcs.models.registry import ProviderOptions, create_model
 from mtmcs.passes.stances import StanceResult, classify_run
-from mtmcs.protocol.judge import fenced_conversation, judge_prompt
+from mtmcs.protocol.judge import fenced_conversation, judge_input
 from mtmcs.protocol.messages import transcript_text
-from mtmcs.protocol.rubrics import rubric_for
 from mtmcs.protocol.stances import (
     STANCES,
     Stance,
@@ -119,7 +118,7 @@ def test_prompt_fences_the_conversation_exactly_as_the_judge_prompt_does() -> No
     # The judge fences its own body (the authors' "Conversation:" block, one turn a line)
     # with the same fence.
     judge_body = f"Conversation:\n{transcript_text(TURNS, replies, separator=chr(10))}"
-    judged = judge_prompt(rubric_for("type_a", "unimodal", "unsafe"), TURNS, replies, None)
+    judged = judge_input(TURNS, replies, None)
     assert fenced_conversation(judge_body) in judged
     match = re.search(r"\nBEGIN (TRANSCRIPT-[0-9A-F]{16})\n", message.text)
     assert match is not None

@@ -17,7 +17,6 @@ __all__ = [
     "fenced_conversation",
     "judge_input",
     "judge_messages",
-    "judge_prompt",
     "parse_verdict",
 ]
 
@@ -73,10 +72,3 @@ def judge_messages(
     caption and conversation as the user message (a text judge: the caption replaces the
     image)."""
     return (Message("system", rubric.text), Message("user", judge_input(turns, replies, caption)))
-
-
-def judge_prompt(
-    rubric: Rubric, turns: Sequence[str], replies: Sequence[str], caption: str | None
-) -> str:
-    """The whole judge request as one text (system message, a blank line, user message)."""
-    return "\n\n".join(message.text for message in judge_messages(rubric, turns, replies, caption))

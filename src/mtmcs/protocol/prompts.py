@@ -56,6 +56,14 @@ _KIND_DECODING: dict[QuestionCallKind, Decoding] = {
 }
 
 
+def _for_reasoning(base: Decoding, reasoning: bool, effort: ReasoningEffort | None) -> Decoding:
+    """`base`, or for a reasoning model (or any model given an effort) the authors' GPT-5
+    decoding: the effort (default "low"), `REASONING_MAX_TOKENS`, no temperature."""
+    if reasoning or effort is not None:
+        return Decoding(REASONING_MAX_TOKENS, None, effort or REASONING_EFFORT)
+    return base
+
+
 def model_decoding(
     kind: QuestionCallKind,
     *,
@@ -71,9 +79,7 @@ def model_decoding(
     "low"), `REASONING_MAX_TOKENS` for every kind of call and no temperature, as the
     authors ran GPT-5.x; `max_tokens` and `temperature` override the defaults.
     """
-    base = _KIND_DECODING[kind]
-    if reasoning or effort is not None:
-        base = Decoding(REASONING_MAX_TOKENS, None, effort or REASONING_EFFORT)
+    base = _for_reasoning(_KIND_DECODING[kind], reasoning, effort)
     chosen_temperature = base.temperature if temperature is None else temperature
     return Decoding(
         max_tokens or base.max_tokens,
@@ -90,9 +96,7 @@ def judge_decoding(
 ) -> Decoding:
     """Decoding of a judge call: the authors' (temperature 0, 128 tokens; a reasoning
     judge effort "low", 256 tokens, no temperature), with `effort` / `max_tokens` applied."""
-    base = JUDGE_DECODING
-    if reasoning or effort is not None:
-        base = Decoding(REASONING_MAX_TOKENS, None, effort or REASONING_EFFORT)
+    base = _for_reasoning(JUDGE_DECODING, reasoning, effort)
     return Decoding(max_tokens or base.max_tokens, base.temperature, base.reasoning_effort)
 
 
