@@ -15,6 +15,11 @@ class ConfigError(MtmcsError):
     """A bad option, a missing API key or an unknown model name."""
 
 
+class UsageError(ConfigError):
+    """A mistake in how the command was called, found before any work (an unset API-key
+    variable, a malformed base URL): the command exits 2, as for a usage error."""
+
+
 class ProviderError(MtmcsError):
     """A model provider cannot be used (unreachable server, rejected credentials)."""
 

@@ -2,9 +2,9 @@
 imported only when it runs, so `mtmcs --help` imports no numpy, Pillow, pyarrow or torch.
 
 Errors end here: ours (`MtmcsError`) as one clear line and an exit code (2 for invalid
-data, 1 otherwise), usage errors as typer shows them (2), anything else as a traceback
-(1); `--debug` shows tracebacks of ours too. Every traceback goes through the redaction
-of API keys.
+data or a usage mistake, 1 otherwise), usage errors as typer shows them (2), anything else
+as a traceback (1); `--debug` shows tracebacks of ours too. Every traceback goes through
+the redaction of API keys.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from mtmcs.cli.console import errors
-from mtmcs.errors import DataError, MtmcsError, redact
+from mtmcs.errors import DataError, MtmcsError, UsageError, redact
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ class Commands(TyperGroup):
                 errors.print(
                     printable(redact(str(error))), markup=False, highlight=False, soft_wrap=True
                 )
-            sys.exit(2 if isinstance(error, DataError) else 1)
+            sys.exit(2 if isinstance(error, DataError | UsageError) else 1)
         except typer.TyperException as error:  # usage errors: typer's own click exceptions
             show = getattr(error, "show", None)
             if show is None:
