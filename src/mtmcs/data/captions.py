@@ -8,6 +8,7 @@ import os
 import urllib.request
 from pathlib import Path
 
+from mtmcs.data.paths import MAX_CAPTIONS_BYTES, read_capped, regular_file
 from mtmcs.errors import ConfigError, DataError, Problem
 from mtmcs.files import atomic_file
 from mtmcs.protocol.text import invalid_code_points
@@ -70,12 +71,15 @@ def parse_captions(text: str, source: str) -> dict[int, str]:
     return captions
 
 
-def load_captions(path: Path) -> dict[int, str]:
-    """Captions from a local JSON file."""
+def load_captions(path: Path, cap: int = MAX_CAPTIONS_BYTES) -> dict[int, str]:
+    """Captions from a local JSON file: a regular file of at most `cap` bytes."""
+    data = regular_file(path, cap) or read_capped(path, cap)
+    if isinstance(data, str):
+        raise ConfigError(f"cannot read captions file {path}: it {data}")
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"cannot read captions file {path}: {error.strerror}") from error
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError([Problem(str(path), "", None, "", f"not valid UTF-8 ({error})")]) from error
     return parse_captions(text, str(path))
 
 

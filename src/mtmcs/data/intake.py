@@ -1,9 +1,10 @@
 """Image intake: decode every image once, in parallel, and keep its bytes out of memory.
 
-Images are read once, to be checked; the bytes of the good ones go to an unlinked spool file
-and are read back (`pread`) when a request needs them, so a run holds only the images of the
-dialogues under way. Identical bytes (the two splits share their photos) are decoded and
-stored once.
+Images are read once, to be checked; the bytes of the good ones, as they will be sent (an
+image providers would not take as it is is converted here, once: `prepare_image`), go to an
+unlinked spool file and are read back (`pread`) when a request needs them, so a run holds
+only the images of the dialogues under way. Identical bytes (the two splits share their
+photos) are decoded and stored once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
-from mtmcs.data.records import RawImage, check_image
+from mtmcs.data.records import RawImage, prepare_image
 
 ImageRef = Callable[[], bytes]
 
@@ -61,10 +62,12 @@ class ImageIntake:
             for digest, image in zip(digests, images, strict=True)
             if digest and digest not in self._seen and isinstance(image.data, bytes)
         }
-        for (digest, data), verdict in zip(
-            new.items(), self._pool.map(check_image, new.values()), strict=True
-        ):
-            self._seen[digest] = (verdict, None if verdict else self._spool.append(data))
+        for digest, prepared in zip(new, self._pool.map(prepare_image, new.values()), strict=True):
+            self._seen[digest] = (
+                (prepared, None)
+                if isinstance(prepared, str)
+                else (None, self._spool.append(prepared))
+            )
         self.decoded += len(new)
         taken: list[tuple[RawImage, ImageRef | None]] = []
         for digest, image in zip(digests, images, strict=True):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mtmcs.data.intake import ImageIntake, ImageRef
+from mtmcs.data.paths import MAX_IMAGE_BYTES, dataset_file, megabytes, read_capped, regular_file
 from mtmcs.data.records import RawImage, duplicate_problems, parse_record
 from mtmcs.errors import ConfigError, DataError, Problem
 from mtmcs.protocol.types import SPLITS, Row, Split
@@ -48,10 +49,12 @@ class Benchmark:
 
 @dataclass(frozen=True, slots=True)
 class LoadOptions:
-    """What to read besides the text: variant images, and whether to decode every image."""
+    """What to read besides the text: variant images, whether to decode every image, and
+    the largest image accepted (bytes)."""
 
     variants: bool = False
     check_images: bool = True
+    max_image_bytes: int = MAX_IMAGE_BYTES
 
 
 ImageRecord = tuple[dict[str, Any], list[RawImage], list[ImageRef]]
@@ -94,8 +97,11 @@ def _check(
     return rows, images, problems
 
 
-def _image_data(value: object) -> bytes | str:
+def _image_data(value: object, cap: int) -> bytes | str:
+    """An image's bytes from an Arrow image column; a path without bytes is never opened."""
     if isinstance(value, Mapping) and isinstance(value.get("bytes"), bytes) and value["bytes"]:
+        if len(value["bytes"]) > cap:
+            return f"image is {megabytes(len(value['bytes']))}, over the {megabytes(cap)} cap"
         return bytes(value["bytes"])
     return "no image bytes"
 
@@ -106,8 +112,9 @@ def _dataset_rows(dataset: Any, columns: list[str]) -> Iterator[dict[str, Any]]:
     import pyarrow as pa
 
     files = [entry["filename"] for entry in dataset.cache_files]
-    if not files:
-        yield from dataset.select_columns(columns)
+    if not files:  # held in memory: raw Arrow too (decoding would open an image's `path`)
+        for table in dataset.select_columns(columns).with_format("arrow").iter(CHECK_BATCH):
+            yield from table.to_pylist()
         return
     for filename in files:
         with pa.OSFile(filename) as source:
@@ -127,7 +134,8 @@ def _dataset_records(dataset: Any, options: LoadOptions) -> Iterator[ImageRecord
         skip.add("variant_images")
     columns = [c for c in dataset.column_names if c not in skip]
     for index, record in enumerate(_dataset_rows(dataset, columns)):
-        data = _image_data(record["image"]) if options.check_images else b""
+        cap = options.max_image_bytes
+        data = _image_data(record["image"], cap) if options.check_images else b""
         images = [RawImage("image", data)]
         refs: list[ImageRef] = [partial(_arrow_image, base, index)]
         if variants is not None:
@@ -140,7 +148,7 @@ def _dataset_records(dataset: Any, options: LoadOptions) -> Iterator[ImageRecord
                 images.append(RawImage("variant_images", "no variant images (--variants)"))
                 refs.append(partial(bytes))
             for k, item in enumerate(listed or ()):
-                data = _image_data(item) if options.check_images else b""
+                data = _image_data(item, cap) if options.check_images else b""
                 images.append(RawImage(f"variant_images[{k}]", data))
                 refs.append(partial(_arrow_variant, variants, index, k))
         yield record, images, refs
@@ -208,7 +216,8 @@ def load_official(
         except Exception as error:
             raise ConfigError(
                 f"cannot load {repo} split {split} (revision {revision or 'main'}): "
-                f"{type(error).__name__}: {error}"
+                f"{type(error).__name__}: {error}; --dataset official (the default) is the "
+                "hub dataset: offline, try --dataset sample (bundled)"
             ) from error
         parts.append(_check(_dataset_records(dataset, options), split, f"{repo}:{split}", intake))
     return _finish(repo, revision, parts, intake)
@@ -217,6 +226,8 @@ def load_official(
 def _parquet_problems(path: Path, split: Split) -> list[Problem]:
     import pyarrow.parquet as pq
 
+    if (reason := regular_file(path)) is not None:  # a FIFO would block the read
+        return [Problem(str(path), split, None, "", reason)]
     try:
         schema = pq.read_schema(path)
     except Exception as error:
@@ -301,32 +312,33 @@ def _jsonl_records(
             images: list[RawImage] = []
             refs: list[ImageRef] = []
             for field_name, value in fields:
-                image, ref = _jsonl_image(value, root, options.check_images)
+                image, ref = _jsonl_image(value, root, options)
                 images.append(RawImage(field_name, image))
                 refs.append(ref)
             yield record, images, refs
 
 
-def _jsonl_image(value: object, root: Path, read: bool) -> tuple[bytes | str, ImageRef]:
-    path = _image_path(value, root)
+def _jsonl_image(value: object, root: Path, options: LoadOptions) -> tuple[bytes | str, ImageRef]:
+    """The image a JSONL record names (its bytes, or why it is refused) and how to read it
+    again: only a regular file inside the dataset directory, read up to the cap."""
+    path = dataset_file(root, value, options.max_image_bytes)
     if isinstance(path, str):
         return path, partial(bytes)
-    if not read:
-        return (b"" if path.is_file() else f"file not found: {path}"), partial(path.read_bytes)
-    try:
-        return path.read_bytes(), partial(path.read_bytes)
-    except OSError as error:
-        return f"cannot read {path}: {error.strerror}", partial(bytes)
+    ref = partial(_read_image, path, options.max_image_bytes)
+    if not options.check_images:
+        return b"", ref
+    data = read_capped(path, options.max_image_bytes)
+    if isinstance(data, str):
+        return f"{value!r} {data}", partial(bytes)
+    return data, ref
 
 
-def _image_path(value: object, root: Path) -> Path | str:
-    """The image file of a JSONL record, or the reason it is refused."""
-    if not isinstance(value, str) or not value or "\x00" in value:
-        return "expected a relative path to an image file"
-    candidate = Path(value)
-    if candidate.is_absolute() or ".." in candidate.parts:
-        return f"{value!r} must be a path inside the dataset directory (no absolute or '..')"
-    return root / candidate
+def _read_image(path: Path, cap: int) -> bytes:
+    """An unchecked image's bytes, read when a request needs them."""
+    data = read_capped(path, cap)
+    if isinstance(data, str):
+        raise DataError([Problem(str(path), "", None, "", data)])
+    return data
 
 
 def load_jsonl_dir(

@@ -11,6 +11,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from mtmcs.errors import Problem
+from mtmcs.models.images import convert_for_wire, is_web_safe
 from mtmcs.protocol.dialogues import turn_fields
 from mtmcs.protocol.prompts import option_letters
 from mtmcs.protocol.text import invalid_code_points
@@ -122,10 +123,18 @@ def _tf(check: _Checker, value: object, field: str) -> tuple[TfItem, ...]:
 
 
 def check_image(data: bytes | None) -> str | None:
-    """Why these bytes are not a usable image, or `None` when they decode fully.
+    """Why these bytes are not a usable image, or `None` (see `prepare_image`)."""
+    prepared = prepare_image(data)
+    return prepared if isinstance(prepared, str) else None
+
+
+def prepare_image(data: bytes | None) -> bytes | str:
+    """The bytes to send for an image, or why it is not usable.
 
     Pixels are decoded (not just the headers checked) and oversized images are refused
-    before decoding, so a decompression bomb costs nothing.
+    before decoding, so a decompression bomb costs nothing. An image providers would not
+    take as it is (a TIFF, a CMYK JPEG, 16-bit grey, …) is converted here, once; one that
+    cannot be converted is refused, so no image passes validation to fail every call.
     """
     if not data:
         return "no image bytes"
@@ -136,13 +145,23 @@ def check_image(data: bytes | None) -> str | None:
                 image.verify()  # chunk checksums and structure
             with Image.open(io.BytesIO(data)) as image:
                 image.load()  # every pixel
+                return data if is_web_safe(image) else _converted(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         return f"image too large to decode safely ({error})"
     except UnidentifiedImageError:
         return "cannot decode image: not in a format Pillow can read"
     except Exception as error:  # PIL raises many types for corrupt files
         return f"cannot decode image ({type(error).__name__}: {error})"
-    return None
+
+
+def _converted(image: Image.Image) -> bytes | str:
+    try:
+        return convert_for_wire(image)
+    except Exception as error:  # a mode Pillow decodes but cannot convert
+        return (
+            f"image mode {image.mode} cannot be converted to PNG or JPEG for sending "
+            f"({type(error).__name__}: {error}); convert the file to PNG"
+        )
 
 
 @dataclass(frozen=True, slots=True)
