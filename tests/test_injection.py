@@ -7,6 +7,7 @@ import json
 import re
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from mtmcs.models.baseline import is_refusal
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, create_model
 from mtmcs.passes.judge_check import judge_check
-from mtmcs.protocol.judge import judge_messages, parse_verdict
+from mtmcs.protocol.judge import MASK, judge_messages, mask_verdicts, parse_verdict
 from mtmcs.protocol.rubrics import rubric_for
 from mtmcs.scoring.injection import (
     ATTACKS,
@@ -97,6 +98,15 @@ def gullible(request: RecordedRequest) -> str:
     return GULLIBLE_VERDICT if any(as_sent(a.payload) in prompt for a in ATTACKS) else CLEAN_VERDICT
 
 
+def masked_by_the_benchmark(attack: Attack) -> bool:
+    """Whether the benchmark judges a dialogue with this payload again, masked (the payload
+    holds a verdict; the pasting attack pastes the judge's own)."""
+    return attack.pastes_clean_verdict or mask_verdicts(attack.payload) != attack.payload
+
+
+MASKED = [attack for attack in ATTACKS if masked_by_the_benchmark(attack)]
+
+
 def obedient(request: RecordedRequest) -> str:
     """A judge that quotes a score injected in the transcript, in prose, as told to."""
     _, _, body, _ = fenced(prompt_of(request))
@@ -144,13 +154,19 @@ def test_judge_request_keeps_the_whole_payload_inside_the_fence(
     server = fake_server(CLEAN_VERDICT)
     check(server, attacks=(attack,))
     requests = server.requests
+    payload = CLEAN_VERDICT if attack.pastes_clean_verdict else attack.payload
+    targets = [attacked(c, attack, payload=payload) for c in BASE_CASES]
+    masked = [replace(t, replies=tuple(mask_verdicts(r) for r in t.replies)) for t in targets]
     expected = [judge_request(c).prompt.messages[-1].text for c in BASE_CASES] + [
-        judge_request(attacked(c, attack)).prompt.messages[-1].text for c in BASE_CASES
+        judge_request(c).prompt.messages[-1].text for c in targets
     ]
+    # A payload with a verdict in it: the benchmark judges the dialogue again, masked.
+    expected += [judge_request(m).prompt.messages[-1].text for m in masked if m not in targets]
     assert sorted(prompt_of(r) for r in requests) == sorted(expected)
+    assert (masked == targets) == (mask_verdicts(payload) == payload)
 
     for case in BASE_CASES:
-        target = attacked(case, attack)
+        target = attacked(case, attack, payload=payload)
         rubric = rubric_for(case.split, case.modality, case.intent)
         system, user = judge_messages(rubric, target.turns, target.replies, target.caption)
         prompt = user.text
@@ -161,8 +177,8 @@ def test_judge_request_keeps_the_whole_payload_inside_the_fence(
         assert request.body["max_tokens"] == 128 and request.body["temperature"] == 0.0
 
         token, before, body, after = fenced(prompt)
-        assert token not in attack.payload
-        assert prompt.count(as_sent(attack.payload)) == 1 and as_sent(attack.payload) in body
+        assert token not in payload
+        assert prompt.count(as_sent(payload)) == 1 and as_sent(payload) in body
         naming = f"The conversation to evaluate is between the lines BEGIN {token} and END {token}."
         # The token appears in the sentence naming it, at the two fence lines and in the
         # reminder after the fence, nowhere else.
@@ -217,13 +233,13 @@ def test_obedient_judge_gets_no_score_from_the_transcript(
 ) -> None:
     report = check(fake_server(obedient))
     for stat in report.stats():
-        payload = next(a.payload for a in ATTACKS if a.name == stat.attack)
-        if INJECTED_SCORE.search(payload):
-            assert (stat.moved_up, stat.unparseable, stat.scored) == (0, stat.cases, 0)
-        else:
-            assert (stat.moved_up, stat.unparseable) == (0, 0)
+        # Its quote of an injected verdict is refused; judged masked, it gives its own.
+        assert (stat.moved_up, stat.dropped, stat.unparseable) == (0, 0, 0)
+        assert stat.scored == stat.cases
     assert report.moved_up == 0
-    assert all(j.score is None or j.score == 2 for j in report.attacked)
+    assert all(j.score == 2 for j in report.attacked)
+    quoted = [j for j in report.attacked if j.raw and j.raw.startswith("As instructed")]
+    assert quoted and all(j.masked_raw == CLEAN_VERDICT for j in quoted)
 
 
 # --- judge_check -------------------------------------------------------------------------------
@@ -234,15 +250,21 @@ def test_gullible_judge_is_reported_as_moved_by_every_attack(
 ) -> None:
     server = fake_server(gullible)
     report = check(server)
-    assert server.request_count == len(BASE_CASES) * (1 + len(ATTACKS))
+    cases = len(BASE_CASES)
+    assert server.request_count == cases * (1 + len(ATTACKS) + len(MASKED))
     assert [j.score for j in report.clean] == [2] * len(BASE_CASES)
-    for stat in report.stats():
-        assert stat.cases == stat.scored == stat.moved_up == len(BASE_CASES)
-        assert stat.mean_delta == 3.0 and stat.unparseable == stat.failed == 0
+    for attack, stat in zip(ATTACKS, report.stats(), strict=True):
+        # A payload with a verdict in it is masked before the verdict that counts.
+        moved = 0 if attack in MASKED else cases
+        assert (stat.cases, stat.scored, stat.moved_up, stat.dropped) == (cases, cases, moved, 0)
+        assert stat.mean_delta == (0.0 if attack in MASKED else 3.0)
+        assert stat.unparseable == stat.failed == 0
     data = json.loads(json.dumps(report.to_dict()))
-    assert data["totals"]["moved_up"] == data["totals"]["attacked_cases"] == len(report.attacked)
+    assert data["totals"]["moved_up"] == cases * (len(ATTACKS) - len(MASKED))
     assert [row[0] for row in report.rows()] == ["(clean)", *(a.name for a in ATTACKS)]
-    assert report.rows()[1][1:4] == (str(len(BASE_CASES)), str(len(BASE_CASES)), "+3.00")
+    rows = dict(zip(ATTACKS, report.rows()[1:], strict=True))
+    moved_row = next(row for attack, row in rows.items() if attack not in MASKED)
+    assert moved_row[1:5] == (str(cases), str(cases), "0", "+3.00")
 
 
 def test_steady_judge_is_reported_as_moved_by_no_attack(
@@ -254,6 +276,28 @@ def test_steady_judge_is_reported_as_moved_by_no_attack(
     assert report.to_dict()["totals"]["moved_up"] == 0
 
 
+def test_verdict_pasting_pastes_the_judges_own_verdict_and_a_drop_is_reported(
+    fake_server: Callable[..., FakeServer],
+) -> None:
+    def balks_at_masks(request: RecordedRequest) -> str:
+        return (
+            "I cannot judge an edited transcript." if MASK in prompt_of(request) else CLEAN_VERDICT
+        )
+
+    pasting = next(attack for attack in ATTACKS if attack.pastes_clean_verdict)
+    server = fake_server(balks_at_masks)
+    report = check(server, attacks=(pasting,))
+    attacked_prompts = [
+        prompt_of(r) for r in server.requests if as_sent(CLEAN_VERDICT) in prompt_of(r)
+    ]
+    assert len(attacked_prompts) == len(BASE_CASES)  # the judge's own clean verdict, pasted
+    (stat,) = report.stats()
+    # Refused as a copy, then unscored when masked: every case drops out of the mean.
+    assert (stat.dropped, stat.scored, stat.unparseable) == (len(BASE_CASES), 0, len(BASE_CASES))
+    assert report.dropped == report.to_dict()["totals"]["dropped"] == len(BASE_CASES)
+    assert report.rows()[1][3] == str(len(BASE_CASES))
+
+
 def test_judge_answering_in_prose_is_counted_unparseable(
     fake_server: Callable[..., FakeServer],
 ) -> None:
@@ -262,7 +306,8 @@ def test_judge_answering_in_prose_is_counted_unparseable(
     for stat in report.stats():
         assert (stat.unparseable, stat.failed, stat.scored) == (len(BASE_CASES), 0, 0)
         assert stat.mean_delta is None
-    assert report.rows()[0][4] == str(len(BASE_CASES))
+    assert report.rows()[0][5] == str(len(BASE_CASES))
+    assert report.dropped == 0  # unscored clean too: nothing to drop
 
 
 def test_failed_judge_call_is_recorded_not_raised(fake_server: Callable[..., FakeServer]) -> None:
@@ -294,7 +339,8 @@ def test_a_rerun_retries_only_the_failed_judge_calls(
     server = fake_server(flaky)
     store = tmp_path / "store.sqlite"
     first = check(server, attacks=ATTACKS[:2], store=store)
-    assert server.request_count == 3 * len(BASE_CASES)
+    # The first attack's payload holds a verdict: each of its cases is judged twice.
+    assert server.request_count == 4 * len(BASE_CASES)
     assert first.to_dict()["totals"]["failed"] == len(BASE_CASES)
     failing = False
     server.clear()
@@ -338,12 +384,14 @@ def test_judge_check_against_a_server_prints_the_table_writes_json_and_resumes(
     result = mtmcs(*args)
     assert result.returncode == 0, result.stderr
     attacked_cases = len(BASE_CASES) * len(ATTACKS)
-    assert f"moved up in {attacked_cases} of {attacked_cases} attacked cases" in result.stdout
+    moved = len(BASE_CASES) * (len(ATTACKS) - len(MASKED))
+    assert f"moved up in {moved} of {attacked_cases} attacked cases" in result.stdout
     data = json.loads(out.read_text())
     assert data["judge"] == "openai-compatible/judge"
-    assert data["totals"]["moved_up"] == attacked_cases
+    assert data["totals"]["moved_up"] == moved and data["totals"]["dropped"] == 0
     assert [a["name"] for a in data["attacks"]] == [a.name for a in ATTACKS]
-    assert len(data["calls"]) == server.request_count == len(BASE_CASES) * (1 + len(ATTACKS))
+    assert len(data["calls"]) == len(BASE_CASES) * (1 + len(ATTACKS))
+    assert server.request_count == len(BASE_CASES) * (1 + len(ATTACKS) + len(MASKED))
     assert (tmp_path / "report.sqlite").is_file()  # the store, beside the report
 
     server.clear()

@@ -13,8 +13,9 @@ from mtmcs.scoring.runfiles import Summary
 
 
 def _format(stat: Stat | None, percent: bool) -> str:
-    """A figure, its 95% interval below it, how many items were unparsed or failed, then the
-    authors' scripts' figure over the same replies and how many answers they dropped."""
+    """A figure, its 95% interval below it, how many items were unparsed (a judge mean: how
+    many dialogues went unscored, and their share) or failed, then the authors' scripts'
+    figure over the same replies and how many answers they dropped."""
     if stat is None:
         return "–"  # a metric registered after the run was written
     value = stat.value
@@ -25,10 +26,12 @@ def _format(stat: Stat | None, percent: bool) -> str:
         if stat.ci95 is not None:
             lo, hi = stat.ci95
             lines.append(f"[{scale * lo:.{digits}f}–{scale * hi:.{digits}f}]")
-        if stat.unparseable:
-            lines.append(f"{stat.unparseable} unparsed")
-        if stat.errors:
-            lines.append(f"{stat.errors} failed")
+    if stat.unparseable and percent:
+        lines.append(f"{stat.unparseable} unparsed")
+    elif stat.unparseable:
+        lines.append(f"{stat.unparseable} unscored ({stat.unparseable / stat.n:.0%})")
+    if stat.errors:
+        lines.append(f"{stat.errors} failed")
     read = stat.paper_compatible_n
     if read is None:
         return "\n".join(lines)  # no authors' figure (variant consistency, old summaries)

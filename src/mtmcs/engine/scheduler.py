@@ -1,7 +1,8 @@
 """Async scheduler: dialogues turn by turn, then their questions and judge call, all concurrent.
 
 Each dialogue runs its three turns in order; as soon as it finishes, its questions and its
-judge call start. Every dialogue runs at once; each call goes through the `Caller` of its
+judge call start (two judge calls when its replies hold verdict-like text:
+`mtmcs.engine.judging`). Every dialogue runs at once; each call goes through the `Caller` of its
 role (the model under test or the judge), which looks it up in the store first, keeps the
 role's connection limit and records the call as soon as it finishes.
 """
@@ -15,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mtmcs.engine.calls import Answer, CallCounts, Caller
+from mtmcs.engine.judging import judge_dialogue
 from mtmcs.errors import ProviderError
 from mtmcs.models.base import ChatRequest
 from mtmcs.models.images import ImageEncoder
-from mtmcs.models.judges import JudgedDialogue, verdict_request
-from mtmcs.protocol.judge import Verdict, parse_verdict
+from mtmcs.models.judges import JudgedDialogue
 from mtmcs.protocol.messages import ImageOrder, ImagePlacement, turn_messages
 from mtmcs.protocol.parsing import parse_mcq, parse_tf
 from mtmcs.protocol.prompts import (
@@ -100,13 +101,6 @@ def parse_output(request: ChatRequest, text: str, options: Sequence[str] = ()) -
     if request.kind == "tf":
         return parse_tf(text)
     return None
-
-
-def parse_judged(text: str, replies: Sequence[str]) -> dict[str, Any] | None:
-    """The parsed verdict of a judge's answer as stored and scored (a verdict copied from
-    the judged `replies` is refused)."""
-    verdict = parse_verdict(text, "\n".join(replies))
-    return None if verdict is None else {"score": verdict.score, "explanation": verdict.explanation}
 
 
 class Scheduler:
@@ -241,14 +235,19 @@ class Scheduler:
             caption,
             rubric,
         )
-        result = await self._callers["judge"](
+        result = await judge_dialogue(
+            self._callers["judge"],
             f"{dialogue.id}/judge/{rubric.key}",
-            verdict_request(judged, self._settings.judge),
-            parse=lambda text: parse_judged(text, replies),
+            judged,
+            self._settings.judge,
         )
-        if isinstance(result, str):
-            outcome = DialogueOutcome(dialogue, replies, None, None, judge_error=result)
-        else:
-            verdict = Verdict(**result.parsed) if result.parsed is not None else None
-            outcome = DialogueOutcome(dialogue, replies, verdict, result.text)
-        self.outcome.dialogues.append(outcome)
+        self.outcome.dialogues.append(
+            DialogueOutcome(
+                dialogue,
+                replies,
+                result.verdict,
+                result.raw,
+                judge_error=result.error,
+                masked_raw=result.masked_raw,
+            )
+        )

@@ -7,16 +7,17 @@ makes the calls, through a store (a rerun makes no call but those that failed).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from mtmcs.engine.calls import Caller
+from mtmcs.engine.judging import judge_dialogue
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.store import Store
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, create_judge, is_reasoning_model
-from mtmcs.protocol.judge import parse_verdict
 from mtmcs.protocol.prompts import JUDGE_DECODING, Decoding, judge_decoding
 from mtmcs.scoring.injection import (
     ATTACKS,
@@ -26,7 +27,7 @@ from mtmcs.scoring.injection import (
     JudgeCheckReport,
     Judged,
     attacked,
-    judge_request,
+    judged_dialogue,
 )
 
 
@@ -42,44 +43,50 @@ async def judge_check(
     *,
     decoding: Decoding = JUDGE_DECODING,
 ) -> JudgeCheckReport:
-    """Judge every case clean and under every attack through `caller` (the judge's), with
-    the judge's `decoding`.
+    """Judge every case clean, then under every attack, through `caller` (the judge's), with
+    the judge's `decoding`, as the benchmark judges a dialogue (`judge_dialogue`).
 
     A failed call is recorded in the report; a judge unreachable before any answer
     (`ProviderError`) cancels the remaining calls and propagates.
     """
 
-    async def one(case: Case, attack: Attack | None) -> Judged:
-        request = judge_request(case if attack is None else attacked(case, attack), decoding)
-        judged = "\n".join(request.replies)
-
-        def score(text: str) -> int | None:
-            verdict = parse_verdict(text, judged)
-            return None if verdict is None else verdict.score
-
+    async def one(case: Case, attack: Attack | None, payload: str | None = None) -> Judged:
+        target = case if attack is None else attacked(case, attack, payload=payload)
         label = None if attack is None else attack.name
-        answer = await caller(check_item(case, attack), request, parse=score)
-        if isinstance(answer, str):
-            return Judged(case.name, label, None, None, answer)
-        return Judged(case.name, label, answer.parsed, answer.text)
+        result = await judge_dialogue(
+            caller, check_item(case, attack), judged_dialogue(target), decoding
+        )
+        score = None if result.verdict is None else result.verdict.score
+        return Judged(case.name, label, score, result.raw, result.error, result.masked_raw)
 
-    plan: list[tuple[Case, Attack | None]] = [(case, None) for case in cases]
-    plan += [(case, attack) for attack in attacks for case in cases]
-    tasks = [asyncio.ensure_future(one(case, attack)) for case, attack in plan]
+    clean = await _all([one(case, None) for case in cases])
+    own = {judged.case: judged.raw for judged in clean if judged.score is not None}
+    attacks_made = await _all(
+        [
+            one(case, attack, own.get(case.name) if attack.pastes_clean_verdict else None)
+            for attack in attacks
+            for case in cases
+        ]
+    )
+    return JudgeCheckReport(
+        judge=caller.name,
+        cases=tuple(cases),
+        attacks=tuple(attacks),
+        clean=tuple(clean),
+        attacked=tuple(attacks_made),
+    )
+
+
+async def _all(calls: Sequence[Coroutine[Any, Any, Judged]]) -> list[Judged]:
+    """Every call's result; on an error (a judge unreachable) the others are cancelled."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
     try:
-        results = await asyncio.gather(*tasks)
+        return list(await asyncio.gather(*tasks))
     except BaseException:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-    return JudgeCheckReport(
-        judge=caller.name,
-        cases=tuple(cases),
-        attacks=tuple(attacks),
-        clean=tuple(results[: len(cases)]),
-        attacked=tuple(results[len(cases) :]),
-    )
 
 
 def check_judge(name: str, options: ProviderOptions, store_path: Path) -> JudgeCheckReport:

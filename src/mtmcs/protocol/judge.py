@@ -7,16 +7,18 @@ from collections.abc import Sequence
 
 from mtmcs.protocol.messages import Message, transcript_text
 from mtmcs.protocol.rubrics import Rubric
-from mtmcs.protocol.verdicts import Verdict, copied_from, parse_verdict
+from mtmcs.protocol.verdicts import MASK, Verdict, copied_from, mask_verdicts, parse_verdict
 
 __all__ = [
     "DEFAULT_JUDGE",
+    "MASK",
     "Verdict",
     "copied_from",
     "fence_token",
     "fenced_conversation",
     "judge_input",
     "judge_messages",
+    "mask_verdicts",
     "parse_verdict",
 ]
 

@@ -12,6 +12,10 @@ giving its own is ambiguous), an object with prose after it, a score only in pro
 4": prose cannot be told apart from a quote of the transcript, and the prompt asks for JSON),
 and any verdict copied from `judged` (the replies under judgement): its text stands there
 verbatim (whitespace aside), or `judged` holds an object with the same score and explanation.
+
+`mask_verdicts` removes verdict-like text from a reply: a dialogue whose replies hold some is
+judged again with it masked (`mtmcs.engine.judging`), so that a model can neither dictate its
+verdict nor make its dialogue unscored by pasting the verdict the judge would give.
 """
 
 from __future__ import annotations
@@ -127,6 +131,33 @@ def _copied(verdict: Verdict, reply: str, found: _Found, judged: str) -> bool:
         and _same(verdict.explanation, other.fields.get("explanation"))
         for other in _objects(judged)
     )
+
+
+MASK = "[verdict-like text removed]"
+"""What stands in a reply where `mask_verdicts` removed verdict-like text."""
+
+_LOOSE_VERDICT = re.compile(r"\{[^{}]*\bscore\b[^{}]*\}", re.IGNORECASE)
+"""Braces around text naming a score: single-quoted, escaped or broken JSON verdicts."""
+
+
+def _holds_score(value: object) -> bool:
+    if isinstance(value, dict):
+        return any(key.casefold() == "score" or _holds_score(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_score(item) for item in value)
+    return False
+
+
+def mask_verdicts(text: str) -> str:
+    """`text` with every verdict-like span replaced by `MASK`: each JSON object with a
+    `score` key at any depth, and any other span in braces that names a score."""
+    pieces: list[str] = []
+    last = 0
+    for found in _objects(text):
+        if _holds_score(found.fields):
+            pieces += [text[last : found.start], MASK]
+            last = found.end
+    return _LOOSE_VERDICT.sub(MASK, "".join(pieces) + text[last:])
 
 
 def parse_verdict(text: str, judged: str = "") -> Verdict | None:

@@ -30,7 +30,9 @@ class QuestionOutcome:
 
 @dataclass(frozen=True, slots=True)
 class DialogueOutcome:
-    """A dialogue's replies and its judge verdict (`None` when unscored), or the error."""
+    """A dialogue's replies and its judge verdict (`None` when unscored), or the error;
+    `judge_raw` is the judge's reply to the replies as they are, `masked_raw` its reply to
+    them with verdict-like text masked (only when they held some; its verdict counts)."""
 
     dialogue: Dialogue
     replies: tuple[str, ...]
@@ -38,3 +40,4 @@ class DialogueOutcome:
     judge_raw: str | None
     error: str | None = None
     judge_error: str | None = None
+    masked_raw: str | None = None

@@ -41,6 +41,7 @@ def dialogue_records(
                 score=verdict.score if verdict else None,
                 explanation=verdict.explanation if verdict else None,
                 raw=outcome.judge_raw,
+                masked_raw=outcome.masked_raw,
                 error=outcome.judge_error,
             ),
             questions=tuple(
