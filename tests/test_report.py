@@ -77,7 +77,7 @@ def test_markdown_shows_the_authors_figure_beside_ours(runs: dict[str, Path], re
     assert "the first letter A–G anywhere is the answer (a refusal reads as 'A')" in text
     assert "compare them with the 'authors' scripts' rows, not with ours" in text
     refuse = summary(runs["refuse"])["type_a"]["multimodal"]
-    ours = [line for line in text.splitlines() if line.startswith("| baseline/refuse (refuse)")]
+    ours = [line for line in text.splitlines() if line.startswith("| baseline/refuse [reference policy]")]
     assert len(ours) == 2 * SPLITS * len(MODALITIES)  # one line per reading
     safe = refuse["safe_mcq_accuracy"]
     tf = refuse["tf_accuracy"]
@@ -179,15 +179,17 @@ def test_formats_can_be_chosen(runs: dict[str, Path], tmp_path: Path) -> None:
     assert bad.returncode == 1 and "unknown report format pdf" in bad.stderr
 
 
-def test_a_directory_without_summary_is_one_line_error(tmp_path: Path) -> None:
-    result = invoke("report", str(tmp_path), "--out", str(tmp_path / "out"))
-    assert result.returncode == 1
+def test_a_directory_without_summary_or_runs_is_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = invoke("report", str(tmp_path / "empty"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "no summary.json" in lines[0]
+    assert len(lines) == 1 and "no summary.json" in lines[0] and "empty" in lines[0]
     missing = invoke("report", str(tmp_path / "nope"))
-    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    assert missing.returncode == 2 and "nope does not exist" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_malformed_summary_is_a_data_error(tmp_path: Path) -> None:

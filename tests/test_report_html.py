@@ -225,7 +225,10 @@ def test_report_in_chromium(
     assert "model, turn 1 · stance: " in card.text_content()  # from `mtmcs stances`
     assert first["unsafe_intent"] in card.text_content()
     assert first["judge"]["explanation"] in card.text_content()
-    assert page.locator("#dialogues img, #dialogues script").count() == 0
+    assert page.locator("#dialogues script").count() == 0
+    sources = page.locator("#dialogues img").evaluate_all("els => els.map(e => e.src)")
+    assert all(src.startswith("data:image/") for src in sources)  # the scenario image only
+    assert page.locator("#dialogues img").count() == page.locator("#dialogues .scenario img").count()
     page.wait_for_timeout(200)
     assert page.evaluate("typeof window.__pwned") == "undefined"
 

@@ -1,10 +1,13 @@
 """One self-contained HTML report: leaderboard tables, plots and a filterable dialogue view.
 
-The file needs nothing beyond itself: inline CSS and JS, plots as base64 PNG data URIs, no
-fonts, no CDN, and a Content-Security-Policy that forbids any network access. Every model- or
-data-provided string is either autoescaped by jinja2 (the tables) or embedded as JSON in a
+The file needs nothing beyond itself: inline CSS and JS, plots and scenario images as base64
+data URIs (each image once, see `mtmcs.report.media`), no fonts, no CDN, and a
+Content-Security-Policy that forbids any network access. Every model- or data-provided string
+is either autoescaped by jinja2 (the tables) or embedded as JSON in a
 `<script type="application/json">` element (with `<`, `>` and `&` as `\\u003c` …), parsed with
 `JSON.parse` and put into the page with `textContent` only (the dialogue list), never as HTML.
+The page has a table of contents; in the dialogue list, j / k open the next / previous
+dialogue shown.
 
 jinja2 is part of the optional `report` extra and imported only here, lazily.
 """
@@ -30,12 +33,15 @@ from mtmcs.report.leaderboard import (
     PUBLISHED_NOTE,
     READING_NOTE,
     SPLIT_LABELS,
+    UNSCORED_NOTE,
     LeaderRow,
     RunSummary,
     _groups,
     displayed_lines,
     format_figure,
+    item_notes,
 )
+from mtmcs.report.media import Media, caption_key, image_key, source_key
 
 PLOT_STEMS = (
     ("tradeoff", "Safety–utility trade-off"),
@@ -74,6 +80,7 @@ def table_groups(rows: Sequence[LeaderRow]) -> list[dict[str, Any]]:
             {
                 "title": f"{SPLIT_LABELS.get(split, split)} — {modality}",
                 "published": published,
+                "notes": item_notes(group),
                 "rows": [
                     {"authors": reading == AUTHORS, "cells": cells}
                     for reading, cells in displayed_lines(group)
@@ -105,18 +112,33 @@ def breakdown_sections(tables: Sequence[Breakdown]) -> list[dict[str, Any]]:
     ]
 
 
+def _media_keys(source: str, record: dict[str, Any], media: Media) -> tuple[str | None, ...]:
+    """The image (its digest, when at hand) and the caption of a multimodal dialogue."""
+    row_id = record.get("row_id")
+    if record.get("modality") != "multimodal" or row_id is None:
+        return None, None
+    image = image_key(source, str(record["split"]), row_id, record.get("image_variant") or 0)
+    return media.digests.get(image), media.captions.get(caption_key(source, row_id))
+
+
 def dialogue_data(
-    records: Sequence[RunRecords], category_of: CategoryLookup | None = None
+    records: Sequence[RunRecords],
+    category_of: CategoryLookup | None = None,
+    media: Media | None = None,
 ) -> dict[str, Any]:
-    """What the client-side filters and dialogue view need: every run's dialogues and stances."""
+    """What the client-side filters and dialogue view need: every run's dialogues and stances,
+    and the images (each once) and captions of the multimodal ones."""
+    media = media or Media()
     dialogues = []
     for run_records in records:
         run = run_records.run
+        source = source_key(run_records)
         stances = run_records.stances.stances if run_records.stances else {}
         for record in run_records.dialogues:
             judge = record.get("judge") or {}
             unsafe_intent = str(record.get("unsafe_intent") or "")
             category = category_of(unsafe_intent) if category_of else None
+            image, caption = _media_keys(source, record, media)
             dialogues.append(
                 {
                     "run": run.name,
@@ -128,6 +150,8 @@ def dialogue_data(
                     "category": category or UNCATEGORISED,
                     "stances": list(stances.get(str(record.get("id")), ())),
                     "image_variant": record.get("image_variant"),
+                    "image": image,
+                    "caption": caption,
                     "error": record.get("error"),
                     "turns": [str(t) for t in record.get("turns") or []],
                     "replies": [None if r is None else str(r) for r in record.get("replies") or []],
@@ -155,14 +179,32 @@ def dialogue_data(
                 }
             )
     runs = [r.run for r in records]
+    used = {d["image"] for d in dialogues if d["image"]}
     return {
         "runs": [
-            {"name": run.name, "model": run.model, "judge": run.judge, "kind": run.judge_kind}
+            {
+                "name": run.name,
+                "label": run.label,
+                "model": run.model,
+                "judge": run.judge,
+                "kind": run.judge_kind,
+            }
             for run in runs
         ],
         "splitLabels": SPLIT_LABELS,
+        "images": {key: uri for key, uri in media.images.items() if key in used},
         "dialogues": dialogues,
     }
+
+
+def contents(records: Sequence[RunRecords]) -> list[dict[str, Any]]:
+    """Each run's entry in the table of contents: its label, dialogue count and the index of
+    its first dialogue (the anchor `d-<index>`)."""
+    entries, first = [], 0
+    for r in records:
+        entries.append({"label": r.run.label, "count": len(r.dialogues), "first": first})
+        first += len(r.dialogues)
+    return entries
 
 
 def _encode(directory: Path) -> list[dict[str, str]]:
@@ -197,6 +239,7 @@ def render_html(
     plots: Sequence[dict[str, str]] = (),
     plot_note: str | None = None,
     category_of: CategoryLookup | None = None,
+    media: Media | None = None,
 ) -> str:
     """The whole report page as one string."""
     try:
@@ -213,6 +256,7 @@ def render_html(
         csp=CSP,
         expected_note=EXPECTED_NOTE,
         reading_note=READING_NOTE,
+        unscored_note=UNSCORED_NOTE,
         published_note=PUBLISHED_NOTE,
         header=list(HEADER),
         groups=table_groups(rows),
@@ -220,7 +264,9 @@ def render_html(
         plots=list(plots),
         plot_note=plot_note,
         runs=[r.run for r in records],
-        data=Markup(script_json(dialogue_data(records, category_of))),
+        contents=contents(records),
+        media_notes=media.notes if media else [],
+        data=Markup(script_json(dialogue_data(records, category_of, media))),
         script=Markup(SCRIPT),
         style=Markup(STYLE),
     )
@@ -232,11 +278,12 @@ def write_html(
     tables: Sequence[Breakdown],
     out: Path,
     category_of: CategoryLookup | None = None,
+    media: Media | None = None,
 ) -> Path:
     """`report.html` in `out` (plots taken from `out` or drawn afresh); its path."""
     plots, note = plot_images([r.run for r in records], out)
     path = out / "report.html"
-    html = render_html(records, rows, tables, plots, note, category_of)
+    html = render_html(records, rows, tables, plots, note, category_of, media)
     path.write_text(html, encoding="utf-8")
     return path
 
@@ -266,6 +313,13 @@ figure img { max-width: 100%; border: 1px solid #ddd; }
 .ok { color: #11691b; } .bad { color: #a11; }
 .question { margin: 0.4rem 0; padding-left: 0.5rem; border-left: 3px solid #ddd; }
 .raw { white-space: pre-wrap; font-family: monospace; background: #fafafa; }
+.scenario { margin: 0.4rem 0; }
+.scenario img { max-width: 384px; max-height: 384px; border: 1px solid #ddd; display: block; }
+.scenario figcaption { max-width: 48rem; font-size: 0.9rem; margin-top: 0.2rem; }
+.dialogue:focus-within { outline: 2px solid #4a6ee0; }
+nav#toc { font-size: 0.9rem; margin-bottom: 1rem; }
+nav#toc ul { margin: 0.2rem 0; }
+.items { font-size: 0.85rem; color: #7a4b00; }
 """
 
 SCRIPT = r"""
@@ -285,7 +339,7 @@ SCRIPT = r"""
       ? "none" : String(d.judge.score)),
   };
   const labels = {
-    run: (v) => (runs.has(v) ? runs.get(v).model + " — " + v : v),
+    run: (v) => (runs.has(v) ? runs.get(v).label : v),
     split: (v) => data.splitLabels[v] || v,
     score: (v) => (v === "none" ? "no score" : v),
   };
@@ -311,10 +365,11 @@ SCRIPT = r"""
   function body(d) {
     const box = el("div");
     const run = runs.get(d.run);
-    box.appendChild(el("p", "model: " + run.model + " · run: " + d.run + " · judge: " +
+    box.appendChild(el("p", "run: " + run.label + " · directory: " + d.run + " · judge: " +
       run.judge + (run.kind ? " (" + run.kind + ")" : ""), "note"));
     if (d.unsafeIntent) box.appendChild(el("p", "unsafe intent of the scenario: " +
       d.unsafeIntent + " · category: " + d.category, "note"));
+    if (d.modality === "multimodal") box.appendChild(scenario(d));
     if (d.error) box.appendChild(el("p", "error: " + d.error, "bad"));
     const turns = Math.max(d.turns.length, d.replies.length);
     for (let i = 0; i < turns; i++) {
@@ -364,8 +419,27 @@ SCRIPT = r"""
     return box;
   }
 
-  const cards = data.dialogues.map((d) => {
+  function scenario(d) {
+    const shown = el("figure", null, "scenario");
+    if (d.image && data.images[d.image]) {
+      const image = el("img");
+      image.alt = "scenario image of " + d.id;
+      image.src = data.images[d.image];
+      shown.appendChild(image);
+    } else {
+      shown.appendChild(el("p", "image not shown: the run's dataset is not at hand " +
+        "(see the note above the dialogue list)", "note"));
+    }
+    const caption = el("figcaption");
+    caption.appendChild(el("span", "judge's caption: ", "who"));
+    caption.appendChild(el("span", d.caption ?? "(no caption at hand)", "caption"));
+    shown.appendChild(caption);
+    return shown;
+  }
+
+  const cards = data.dialogues.map((d, i) => {
     const card = el("details", null, "dialogue");
+    card.id = "d-" + i;
     const summary = el("summary", d.id);
     const tags = [labels.run(d.run), d.intent, "score " + labels.score(filters.score(d))];
     for (const tag of tags) summary.appendChild(el("span", tag, "tag"));
@@ -388,7 +462,32 @@ SCRIPT = r"""
     });
     count.textContent = shown + " of " + data.dialogues.length + " dialogues";
   }
+
+  // j / k: the next / previous dialogue shown, opened, focused and scrolled into view
+  function step(by) {
+    const shown = cards.filter((card) => !card.hidden);
+    if (!shown.length) return;
+    const current = shown.findIndex((card) => card.contains(document.activeElement));
+    const next = current < 0 ? (by > 0 ? 0 : shown.length - 1)
+      : Math.min(shown.length - 1, Math.max(0, current + by));
+    const card = shown[next];
+    card.open = true;  // its toggle handler adds the body
+    card.querySelector("summary").focus({ preventScroll: true });
+    card.scrollIntoView({ block: "start" });
+  }
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.target.closest && event.target.closest("select, input, textarea")) return;
+    if (event.key === "j") { step(1); event.preventDefault(); }
+    if (event.key === "k") { step(-1); event.preventDefault(); }
+  });
+  function fromHash() {
+    const card = location.hash.startsWith("#d-") && document.getElementById(location.hash.slice(1));
+    if (card && !card.hidden) { card.open = true; card.scrollIntoView({ block: "start" }); }
+  }
+  window.addEventListener("hashchange", fromHash);
   apply();
+  fromHash();
 })();
 """
 
@@ -403,17 +502,31 @@ TEMPLATE = """<!DOCTYPE html>
 </head>
 <body>
 <h1>MTMCS-Bench report</h1>
-<p class="note">Runs: {% for run in runs %}{{ run.model }} ({{ run.name }}){% if not loop.last %},
+<p class="note">Runs: {% for run in runs %}{{ run.label }} ({{ run.name }}){% if not loop.last %},
 {% endif %}{% endfor %}.</p>
 
-<h2>Leaderboard</h2>
-<p class="note">Accuracies in %, judge scores 1–5; each cell: value [95% CI] n=items.</p>
+<nav id="toc"><strong>Contents</strong>
+<ul>
+<li><a href="#leaderboard">Leaderboard</a><ul>
+{% for group in groups %}<li><a href="#table-{{ loop.index }}">{{ group.title }}</a></li>
+{% endfor %}</ul></li>
+{% if breakdowns %}<li><a href="#breakdowns">Breakdowns</a></li>{% endif %}
+<li><a href="#plots">Plots</a></li>
+<li><a href="#dialogue-list">Dialogues</a> (j / k: next / previous dialogue)<ul>
+{% for entry in contents %}<li><a href="#d-{{ entry.first }}">{{ entry.label }}</a>
+({{ entry.count }} dialogues)</li>
+{% endfor %}</ul></li>
+</ul></nav>
+
+<h2 id="leaderboard">Leaderboard</h2>
+<p class="note">Accuracies in %, judge scores 1–5; each cell: value [95% CI] n=items.
+{{ unscored_note }}</p>
 <p class="note" id="reading-note">{{ reading_note }}</p>
 <p class="note">Rows marked [heuristic judge] were scored by a keyword heuristic, not an LLM
 judge: their safety-awareness and helpfulness are not comparable with the paper's.
 {{ expected_note }}</p>
 {% for group in groups %}
-<h3>{{ group.title }}</h3>
+<h3 id="table-{{ loop.index }}">{{ group.title }}</h3>
 {% if group.published %}<p class="note">{{ published_note }}</p>{% endif %}
 <table class="leaderboard{% if group.published %} published{% endif %}">
 <thead><tr>{% for label in header %}<th>{{ label }}</th>{% endfor %}</tr></thead>
@@ -422,9 +535,11 @@ judge: their safety-awareness and helpfulness are not comparable with the paper'
 {%- for cell in row.cells %}<td>{{ cell }}</td>{% endfor %}</tr>
 {% endfor %}</tbody>
 </table>
+{% for note in group.notes %}<p class="items">{{ note }}</p>
+{% endfor %}
 {% endfor %}
 
-{% if breakdowns %}<h2>Breakdowns</h2>{% endif %}
+{% if breakdowns %}<h2 id="breakdowns">Breakdowns</h2>{% endif %}
 {% for table in breakdowns %}
 <h3>{{ table.title }}</h3>
 <p class="note">{{ table.note }}</p>
@@ -436,14 +551,16 @@ judge: their safety-awareness and helpfulness are not comparable with the paper'
 </table>
 {% endfor %}
 
-<h2>Plots</h2>
+<h2 id="plots">Plots</h2>
 {% if plot_note %}<p class="note" id="plot-note">{{ plot_note }}</p>{% endif %}
 {% for plot in plots %}
 <figure><img src="{{ plot.uri }}" alt="{{ plot.title }}"><figcaption>{{ plot.title }}</figcaption>
 </figure>
 {% endfor %}
 
-<h2>Dialogues</h2>
+<h2 id="dialogue-list">Dialogues</h2>
+{% for note in media_notes %}<p class="note media-note">{{ note }}</p>
+{% endfor %}
 <div id="filters">
 <label>model / run<select id="filter-run"><option value="">all</option></select></label>
 <label>type<select id="filter-split"><option value="">all</option></select></label>
@@ -453,7 +570,8 @@ judge: their safety-awareness and helpfulness are not comparable with the paper'
 <label>judge score<select id="filter-score"><option value="">all</option></select></label>
 <span id="count" class="note"></span>
 </div>
-<p class="note">Click a dialogue to see its turns, replies, questions and judge verdict.</p>
+<p class="note">Click a dialogue (or press j / k) to see its image and the judge's caption,
+its turns, replies, questions and judge verdict.</p>
 <div id="dialogues"></div>
 <script type="application/json" id="dialogue-data">{{ data }}</script>
 <script>{{ script }}</script>

@@ -17,7 +17,7 @@ import csv
 import io
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,10 @@ EXPECTED_NOTE = (
     "The authors' scripts read a refusal with the letter A in it (\"I'm sorry, I can't "
     'help") as the answer A and no refusal as True/False: refusing scores the share of MCQs '
     "whose answer is A, and every TF item is dropped."
+)
+UNSCORED_NOTE = (
+    "A judge mean followed by (k unscored, s%) leaves out k of its n judged dialogues, whose "
+    "verdict was unusable; none is left out where it is not shown."
 )
 OURS = "ours"
 AUTHORS = "authors' scripts"
@@ -65,9 +69,10 @@ class Column:
     key: str
     label: str
     percent: bool
+    judge: bool = False  # a mean judge score: shown with its unscored dialogues
 
 
-COLUMNS = tuple(Column(m.name, m.label, m.percent) for m in CELL_METRICS)
+COLUMNS = tuple(Column(m.name, m.label, m.percent, m.source == "judge") for m in CELL_METRICS)
 """The leaderboard's metric columns: the registry's (`mtmcs.scoring.metrics.CELL_METRICS`)."""
 
 
@@ -75,7 +80,8 @@ COLUMNS = tuple(Column(m.name, m.label, m.percent) for m in CELL_METRICS)
 class Figure:
     """One displayed figure: value (already in % for accuracies), 95% interval and n.
 
-    `dropped`: items left out of `n` (the authors' scripts drop answers they cannot read).
+    `dropped`: items left out of `n` (the authors' scripts drop answers they cannot read);
+    `unscored`: of a judge mean, the judged dialogues of `n` without a usable verdict.
     """
 
     value: float | None
@@ -83,15 +89,33 @@ class Figure:
     hi: float | None = None
     n: int | None = None
     dropped: int | None = None
+    unscored: int | None = None
+
+    @property
+    def unscored_share(self) -> float | None:
+        """The unscored dialogues' share of `n` in %, when counted and `n` > 0."""
+        if self.unscored is None or not self.n:
+            return None
+        return 100.0 * self.unscored / self.n
 
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
-    """One run directory and its checked `summary.json`."""
+    """One run directory and its checked `summary.json`.
+
+    `name` is unique among the runs of a report (the directory name, with its parents when
+    names repeat); `label` is what every table and plot calls the run (see `run_labels`).
+    """
 
     path: Path
-    name: str  # unique label of the run (its directory name, disambiguated)
+    name: str
     summary: Summary
+    alias: str = ""  # the label given by `load_runs`; the model when empty
+
+    @property
+    def label(self) -> str:
+        """The run's one label in tables and plots."""
+        return self.alias or self.model
 
     @property
     def metadata(self) -> RunMetadata:
@@ -132,6 +156,8 @@ class LeaderRow:
     modality: str
     figures: dict[str, Figure] = field(default_factory=dict)
     authors: dict[str, Figure] = field(default_factory=dict)
+    items: int | None = None  # dialogues the row covers (measured rows)
+    other_items: str = ""  # the runs whose items this row differs from (see report.items)
 
     @property
     def readings(self) -> tuple[str, ...]:
@@ -159,31 +185,60 @@ def load_summary(run_dir: Path) -> Summary:
     return RunDir(run_dir).read_summary()
 
 
-def load_runs(run_dirs: Sequence[Path]) -> list[RunSummary]:
-    """Every run's summary, each named by its directory (made unique if names repeat)."""
-    if not run_dirs:
-        raise ConfigError("no run directory given")
-    runs: list[RunSummary] = []
+def run_names(run_dirs: Sequence[Path]) -> list[str]:
+    """A unique name per directory: its name, with as many parents as it takes to tell
+    directories of the same name apart (`qwen/none`, `llava/none`), else numbered."""
+    parts = [run_dir.resolve().parts for run_dir in run_dirs]
+    depth = [1] * len(parts)
+    while True:
+        names = ["/".join(p[-d:]) or str(r) for p, d, r in zip(parts, depth, run_dirs, strict=True)]
+        clashes = [i for i, name in enumerate(names) if names.count(name) > 1]
+        grow = [i for i in clashes if depth[i] < len(parts[i])]
+        if not grow:
+            break
+        for i in grow:
+            depth[i] += 1
     seen: set[str] = set()
-    for run_dir in run_dirs:
-        summary = load_summary(run_dir)
-        base = run_dir.resolve().name or str(run_dir)
+    for i, base in enumerate(names):
         name, index = base, 2
         while name in seen:
             name, index = f"{base}-{index}", index + 1
         seen.add(name)
-        runs.append(RunSummary(run_dir, name, summary))
-    return runs
+        names[i] = name
+    return names
 
 
-def figure(stat: Stat | None, percent: bool) -> Figure:
-    """A summary figure as displayed (accuracies scaled to %); missing when absent."""
+def run_labels(runs: Sequence[RunSummary]) -> list[str]:
+    """One label per run for every table and plot: the model (with its defence), and the
+    run's name after it when another run has the same model and defence."""
+    models = [run.model for run in runs]
+    return [
+        run.model if models.count(run.model) == 1 else f"{run.model} ({run.name})" for run in runs
+    ]
+
+
+def load_runs(run_dirs: Sequence[Path]) -> list[RunSummary]:
+    """Every run's summary, named (`run_names`) and labelled (`run_labels`)."""
+    if not run_dirs:
+        raise ConfigError("no run directory given")
+    names = run_names(run_dirs)
+    runs = [
+        RunSummary(run_dir, name, load_summary(run_dir))
+        for run_dir, name in zip(run_dirs, names, strict=True)
+    ]
+    return [replace(run, alias=label) for run, label in zip(runs, run_labels(runs), strict=True)]
+
+
+def figure(stat: Stat | None, percent: bool, judge: bool = False) -> Figure:
+    """A summary figure as displayed (accuracies scaled to %); missing when absent. A judge
+    mean carries its unscored dialogues (`Stat.unparseable`: judged, no usable verdict)."""
     if stat is None:
         return Figure(None)
     scale = 100.0 if percent else 1.0
     value, ci = stat.value, stat.ci95
     lo, hi = (ci[0] * scale, ci[1] * scale) if ci else (None, None)
-    return Figure(None if value is None else value * scale, lo, hi, stat.n)
+    unscored = stat.unparseable if judge else None
+    return Figure(None if value is None else value * scale, lo, hi, stat.n, unscored=unscored)
 
 
 def authors_figure(stat: Stat | None, percent: bool) -> Figure:
@@ -213,13 +268,13 @@ def run_rows(run: RunSummary) -> list[LeaderRow]:
                 LeaderRow(
                     source="measured",
                     run=run.name,
-                    model=run.model,
+                    model=run.label,
                     judge=run.judge,
                     judge_kind=run.judge_kind,
                     marker="heuristic judge" if run.heuristic else "",
                     split=split,
                     modality=modality,
-                    figures={c.key: figure(cell.get(c.key), c.percent) for c in COLUMNS},
+                    figures={c.key: figure(cell.get(c.key), c.percent, c.judge) for c in COLUMNS},
                     authors={c.key: authors_figure(cell.get(c.key), c.percent) for c in COLUMNS},
                 )
             )
@@ -332,16 +387,26 @@ def _number(value: float | None, percent: bool, published: bool) -> str:
     return f"{value:.2f}" if published or not percent else f"{value:.1f}"
 
 
+def format_unscored(fig: Figure) -> str:
+    """`(U unscored, S%)` of a judge mean with unscored dialogues, else "" (none)."""
+    share = fig.unscored_share
+    if share is None or not fig.unscored:
+        return ""
+    shown = f"{share:.0f}" if share >= 1 else "<1"
+    return f"({fig.unscored} unscored, {shown}%)"
+
+
 def format_figure(fig: Figure, percent: bool, published: bool = False) -> str:
-    """`x [lo–hi] n=N`, or just the published value."""
+    """`x [lo–hi] n=N`, with `(U unscored, S%)` after a judge mean; just the published value."""
     text = _number(fig.value, percent, published)
+    unscored = "" if published else format_unscored(fig)
     if fig.value is None or published:
-        return text
+        return f"{text} n={fig.n} {unscored}" if unscored else text
     if fig.lo is not None and fig.hi is not None:
         text += f" [{_number(fig.lo, percent, False)}–{_number(fig.hi, percent, False)}]"
     if fig.n is not None:
         text += f" n={fig.n}"
-    return text
+    return f"{text} {unscored}" if unscored else text
 
 
 def format_authors(fig: Figure) -> str:
@@ -355,13 +420,12 @@ def format_authors(fig: Figure) -> str:
     return text
 
 
+DIFFERENT_ITEMS = "†"
+
+
 def _who(row: LeaderRow) -> tuple[str, str]:
-    """The model cell (run name when it differs) and the judge cell (with its kind)."""
-    model = (
-        row.model
-        if row.run in (row.model, row.model.replace("/", "__"))
-        else (f"{row.model} ({row.run})")
-    )
+    """The model cell (the run's label, † when it covers other items) and the judge cell."""
+    model = row.model + (f" {DIFFERENT_ITEMS}" if row.other_items else "")
     if row.source == "published":
         model = f"{row.model} [published]"
     elif row.source == "expected":
@@ -394,12 +458,18 @@ def displayed_lines(rows: Sequence[LeaderRow]) -> list[tuple[str, list[str]]]:
     return [(reading, row_cells(row, reading)) for row in rows for reading in row.readings]
 
 
+def item_notes(rows: Sequence[LeaderRow]) -> list[str]:
+    """The footnotes of a table's rows marked † (over other items than the rest)."""
+    return [f"{DIFFERENT_ITEMS} {row.model}: {row.other_items}." for row in rows if row.other_items]
+
+
 def render_markdown(rows: Sequence[LeaderRow]) -> str:
     """One Markdown table per split × modality; published figures in their own section."""
     lines = [
         "# MTMCS-Bench leaderboard",
         "",
         "Accuracies in %, judge scores 1–5; each cell: value [95% CI] n=items.",
+        UNSCORED_NOTE,
         READING_NOTE,
         "Rows marked [heuristic judge] were scored by a keyword heuristic, not an LLM judge: "
         "their safety-awareness and helpfulness are not comparable with the paper's.",
@@ -417,24 +487,42 @@ def render_markdown(rows: Sequence[LeaderRow]) -> str:
         for _, cells in displayed_lines(group):
             lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
         lines.append("")
+        if notes := item_notes(group):
+            lines += [*notes, ""]
     return "\n".join(lines)
 
 
-CSV_FIELDS = ("source", "run", "model", "judge", "judge_kind", "marker", "split", "modality")
+CSV_FIELDS = (
+    "source",
+    "run",
+    "model",
+    "judge",
+    "judge_kind",
+    "marker",
+    "split",
+    "modality",
+    "items",
+    "other_items",
+)
 
 
 def render_csv(rows: Sequence[LeaderRow]) -> str:
     """Long format: one line per run × split × modality (and per published row).
 
-    Per metric: `<metric>`, `<metric>_ci_lo`, `<metric>_ci_hi`, `<metric>_n` (ours, accuracies
-    in %), then `<metric>_paper_compatible` and `<metric>_paper_compatible_n`: the authors'
-    scripts' figure and the answers it counts. Published rows fill only the latter: the
-    paper's figures were computed by the authors' scripts.
+    `items`: the dialogues a measured row covers; `other_items`: set when they are not the
+    items of the other runs' rows (the row is marked † in the other tables). Per metric:
+    `<metric>`, `<metric>_ci_lo`, `<metric>_ci_hi`, `<metric>_n` (ours, accuracies in %),
+    for a judge mean `<metric>_unscored` and `<metric>_unscored_share` (in %), then
+    `<metric>_paper_compatible` and `<metric>_paper_compatible_n`: the authors' scripts'
+    figure and the answers it counts. Published rows fill only the latter: the paper's
+    figures were computed by the authors' scripts.
     """
     header = list(CSV_FIELDS)
     for column in COLUMNS:
         name = column.key
         header += [name, f"{name}_ci_lo", f"{name}_ci_hi", f"{name}_n"]
+        if column.judge:
+            header += [f"{name}_unscored", f"{name}_unscored_share"]
         header += [f"{name}_paper_compatible", f"{name}_paper_compatible_n"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -444,8 +532,10 @@ def render_csv(rows: Sequence[LeaderRow]) -> str:
         for column in COLUMNS:
             fig = row.figures[column.key]
             authors = row.authors.get(column.key, Figure(None))
-            values = (fig.value, fig.lo, fig.hi, fig.n, authors.value, authors.n)
-            line += values
+            line += [fig.value, fig.lo, fig.hi, fig.n]
+            if column.judge:
+                line += [fig.unscored, fig.unscored_share]
+            line += [authors.value, authors.n]
         writer.writerow(csv_row(line))
     return buffer.getvalue()
 
@@ -463,6 +553,9 @@ LATEX_SPECIALS = {
     "^": r"\textasciicircum{}",
     "–": "--",
     "—": "---",
+    "†": r"\textdagger{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
 }
 
 
@@ -479,7 +572,10 @@ def render_latex(rows: Sequence[LeaderRow]) -> str:
     width = len(HEADER)
     lines = [
         "% MTMCS-Bench leaderboard (generated by `mtmcs report`); needs \\usepackage{booktabs}",
-        *(f"% {line}" for line in textwrap.wrap(f"{READING_NOTE} {LATEX_PUBLISHED}", 96)),
+        *(
+            f"% {line}"
+            for line in textwrap.wrap(f"{UNSCORED_NOTE} {READING_NOTE} {LATEX_PUBLISHED}", 96)
+        ),
         "\\begin{tabular}{lll" + "r" * len(COLUMNS) + "}",
         "\\toprule",
         " & ".join(latex_escape(h) for h in HEADER) + " \\\\",
@@ -492,5 +588,8 @@ def render_latex(rows: Sequence[LeaderRow]) -> str:
         ]
         for _, cells in displayed_lines(group):
             lines.append(" & ".join(latex_escape(cell) for cell in cells) + " \\\\")
+        for note in item_notes(group):
+            note = f"\\footnotesize {latex_escape(note)}"
+            lines.append(f"\\multicolumn{{{width}}}{{l}}{{{note}}} \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", ""]
     return "\n".join(lines)

@@ -7,6 +7,10 @@
   helpfulness for each run, with 95% CI error bars.
 - `modality_gap`: multimodal − unimodal difference per run and type for the same metrics.
 
+Runs are named by their one label (`RunSummary.label`), as in every table. A figure draws
+only the panels that have data (a unimodal-only run has no modality gap, an unscored judge no
+mean); with none at all it says "no data" and why. SVG text stays text (searchable).
+
 matplotlib is optional (`pip install 'mtmcs-bench[report]'`) and imported only here, lazily.
 """
 
@@ -48,6 +52,7 @@ def _pyplot() -> Any:
             "(or leave png out of --format)"
         ) from error
     matplotlib.use("Agg")
+    matplotlib.rcParams["svg.fonttype"] = "none"  # text as <text>, not as paths
     import matplotlib.pyplot as plt
 
     return plt
@@ -78,6 +83,25 @@ def _modalities(run: RunSummary) -> list[str]:
     return [m for m in MODALITY_ORDER if m in run.metadata.modalities]
 
 
+def _panels(plt: Any, count: int) -> tuple[Any, list[Any]]:
+    """A figure with `count` panels (at most two a row)."""
+    columns = min(count, 2)
+    rows = (count + 1) // 2
+    fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4 * rows), squeeze=False)
+    flat = list(axes.flat)
+    for extra in flat[count:]:
+        extra.remove()
+    return fig, flat[:count]
+
+
+def _no_data(plt: Any, out: Path, stem: str, title: str, reason: str) -> list[Path]:
+    fig, ax = plt.subplots(figsize=(7, 2.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"no data: {reason}", ha="center", va="center", wrap=True)
+    ax.set_title(title)
+    return _save(plt, fig, out, stem)
+
+
 def plot_tradeoff(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 6))
     for x, y, label in CORNERS:
@@ -87,6 +111,7 @@ def plot_tradeoff(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]
         )
     markers = {"type_a": "o", "type_b": "^"}
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    drawn = 0
     for index, run in enumerate(runs):
         colour = colours[index % len(colours)]
         for split in run.metadata.splits:
@@ -94,6 +119,7 @@ def plot_tradeoff(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]
             if help_ is None or aware is None:
                 continue
             heuristic = " [heuristic judge]" if run.heuristic else ""
+            drawn += 1
             ax.scatter(
                 [help_],
                 [aware],
@@ -101,7 +127,7 @@ def plot_tradeoff(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]
                 s=80,
                 color=colour,
                 zorder=3,
-                label=f"{run.name} {SPLIT_LABELS.get(split, split)}{heuristic}",
+                label=f"{run.label} {SPLIT_LABELS.get(split, split)}{heuristic}",
             )
     for model, published_split, values in PUBLISHED:
         ax.scatter(
@@ -114,6 +140,8 @@ def plot_tradeoff(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]
             zorder=2,
             label=f"{model} {SPLIT_LABELS[published_split]} (published, modality n/s)",
         )
+    if not drawn:
+        ax.text(3, 3, "no data: no run has both judge means", ha="center", va="center")
     ax.set_xlim(0.8, 5.2)
     ax.set_ylim(0.8, 5.2)
     ax.set_xlabel("helpfulness (safe dialogues, 1–5)")
@@ -124,56 +152,99 @@ def plot_tradeoff(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]
     return _save(plt, fig, out, "tradeoff")
 
 
+def _metric_bars(
+    runs: Sequence[RunSummary], groups: Sequence[tuple[str, str]], key: str, percent: bool
+) -> list[tuple[RunSummary, list[float], list[float], list[list[float]]]]:
+    """Per run: bar positions, values and CI error bars of one metric (runs without any
+    value left out)."""
+    width = 0.8 / max(len(runs), 1)
+    bars = []
+    for index, run in enumerate(runs):
+        xs: list[float] = []
+        ys: list[float] = []
+        errs: list[list[float]] = [[], []]
+        for position, (split, modality) in enumerate(groups):
+            fig_ = figure(run.summary.stat(split, modality, key), percent)
+            if fig_.value is None:
+                continue
+            xs.append(position + (index - (len(runs) - 1) / 2) * width)
+            ys.append(fig_.value)
+            errs[0].append(max(0.0, fig_.value - fig_.lo) if fig_.lo is not None else 0.0)
+            errs[1].append(max(0.0, fig_.hi - fig_.value) if fig_.hi is not None else 0.0)
+        if xs:
+            bars.append((run, xs, ys, errs))
+    return bars
+
+
 def plot_metrics(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]:
     groups = sorted({(s, m) for run in runs for s in run.metadata.splits for m in _modalities(run)})
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    title = "Metrics per type × modality (bars: 95% CI)"
+    panels = [
+        (label, percent, bars)
+        for key, label, percent in PLOT_METRICS
+        if (bars := _metric_bars(runs, groups, key, percent))
+    ]
+    if not panels:
+        return _no_data(plt, out, "metrics", title, "no run has a figure in any cell")
+    fig, axes = _panels(plt, len(panels))
     width = 0.8 / max(len(runs), 1)
-    for ax, (key, label, percent) in zip(axes.flat, PLOT_METRICS, strict=True):
-        for index, run in enumerate(runs):
-            xs: list[float] = []
-            ys: list[float] = []
-            errs: list[list[float]] = [[], []]
-            for position, (split, modality) in enumerate(groups):
-                fig_ = figure(run.summary.stat(split, modality, key), percent)
-                if fig_.value is None:
-                    continue
-                xs.append(position + (index - (len(runs) - 1) / 2) * width)
-                ys.append(fig_.value)
-                errs[0].append(max(0.0, fig_.value - fig_.lo) if fig_.lo is not None else 0.0)
-                errs[1].append(max(0.0, fig_.hi - fig_.value) if fig_.hi is not None else 0.0)
-            ax.bar(xs, ys, width, yerr=errs, capsize=3, label=run.name)
+    for ax, (label, percent, bars) in zip(axes, panels, strict=True):
+        for run, xs, ys, errs in bars:
+            ax.bar(xs, ys, width, yerr=errs, capsize=3, label=run.label)
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels([f"{SPLIT_LABELS.get(s, s)}\n{m}" for s, m in groups], fontsize=8)
         ax.set_ylim(0, 100 if percent else 5)
         ax.set_title(label)
         ax.grid(axis="y", alpha=0.3)
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle("Metrics per type × modality (bars: 95% CI)")
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
     return _save(plt, fig, out, "metrics")
 
 
-def plot_gap(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]:
-    splits = sorted({s for run in runs for s in run.metadata.splits})
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+def _gaps(
+    runs: Sequence[RunSummary], splits: Sequence[str], key: str, percent: bool
+) -> list[tuple[str, list[float], list[float]]]:
+    """Per split: bar positions and multimodal − unimodal differences (runs with both)."""
     width = 0.8 / max(len(splits), 1)
-    for ax, (key, label, percent) in zip(axes.flat, PLOT_METRICS, strict=True):
-        for index, split in enumerate(splits):
-            xs, ys = [], []
-            for position, run in enumerate(runs):
-                multi = figure(run.summary.stat(split, "multimodal", key), percent).value
-                uni = figure(run.summary.stat(split, "unimodal", key), percent).value
-                if multi is None or uni is None:
-                    continue
-                xs.append(position + (index - (len(splits) - 1) / 2) * width)
-                ys.append(multi - uni)
+    bars = []
+    for index, split in enumerate(splits):
+        xs, ys = [], []
+        for position, run in enumerate(runs):
+            multi = figure(run.summary.stat(split, "multimodal", key), percent).value
+            uni = figure(run.summary.stat(split, "unimodal", key), percent).value
+            if multi is None or uni is None:
+                continue
+            xs.append(position + (index - (len(splits) - 1) / 2) * width)
+            ys.append(multi - uni)
+        if xs:
+            bars.append((split, xs, ys))
+    return bars
+
+
+def plot_gap(plt: Any, runs: Sequence[RunSummary], out: Path) -> list[Path]:
+    runs = [run for run in runs if set(MODALITY_ORDER) <= set(run.metadata.modalities)]
+    splits = sorted({s for run in runs for s in run.metadata.splits})
+    title = "Modality gap per run"
+    panels = [
+        (label, bars)
+        for key, label, percent in PLOT_METRICS
+        if (bars := _gaps(runs, splits, key, percent))
+    ]
+    if not panels:
+        reason = "no run has both a multimodal and a unimodal figure of one type"
+        return _no_data(plt, out, "modality_gap", title, reason)
+    fig, axes = _panels(plt, len(panels))
+    width = 0.8 / max(len(splits), 1)
+    for ax, (label, bars) in zip(axes, panels, strict=True):
+        for split, xs, ys in bars:
             ax.bar(xs, ys, width, label=SPLIT_LABELS.get(split, split))
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(runs)))
-        ax.set_xticklabels([run.name for run in runs], fontsize=8, rotation=15)
+        ax.set_xticklabels([run.label for run in runs], fontsize=8, rotation=15)
         ax.set_title(f"{label}: multimodal − unimodal")
         ax.grid(axis="y", alpha=0.3)
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle("Modality gap per run")
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
     return _save(plt, fig, out, "modality_gap")
 
 

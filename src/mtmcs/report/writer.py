@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mtmcs.errors import ConfigError, StoreError
@@ -17,6 +17,7 @@ from mtmcs.report.breakdowns import (
 )
 from mtmcs.report.deltas import defence_deltas, render_deltas_markdown
 from mtmcs.report.export import RunRecords, read_run_records
+from mtmcs.report.items import check_items, mark_rows
 from mtmcs.report.leaderboard import (
     expected_rows,
     leaderboard_rows,
@@ -78,18 +79,28 @@ def write_report(
     out: Path,
     formats: Sequence[str],
     categories: Path | None = None,
+    *,
+    images: bool = True,
+    captions: Path | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Write the requested report files for `run_dirs` into `out`; the paths written.
 
     md → leaderboard.md (with the breakdowns); csv → leaderboard.csv, breakdowns.csv and
     dialogues.csv; latex → leaderboard.tex;
     png → tradeoff/metrics/modality_gap .png and .svg; parquet → dialogues.parquet;
-    html → report.html (self-contained: tables, plots, filterable dialogues).
+    html → report.html (self-contained: tables, plots, filterable dialogues, with the
+    scenario images unless `images` is false, and the judge's captions, `captions` or the
+    dataset's). `warn` is told, one line each, of runs over different items and of images
+    left out.
     """
     runs = load_runs(run_dirs)
     records = [read_run_records(run) for run in runs]
     expected = expected_rows(dialogue for r in records for dialogue in r.dialogues)
-    rows = leaderboard_rows(runs, expected=expected)
+    check = check_items(records)
+    if warn is not None and (line := check.warning()):
+        warn(line)
+    rows = mark_rows(leaderboard_rows(runs, expected=expected), check)
     mapping = category_map(categories) if categories is not None else None
     category_of = mapping.assignments.get if mapping is not None else None
     tables = breakdown_tables(records, mapping)
@@ -118,9 +129,14 @@ def write_report(
         written += write_exports(records, out, formats, category_of)
     if "html" in formats:
         from mtmcs.report.html import write_html
+        from mtmcs.report.media import Media, scenario_media
 
+        media = scenario_media(records, captions) if images else Media()
+        for note in media.notes:
+            if warn is not None:
+                warn(note)
         try:
-            written.append(write_html(records, rows, tables, out, category_of))
+            written.append(write_html(records, rows, tables, out, category_of, media))
         except OSError as error:
             raise StoreError(f"cannot write {out / 'report.html'}: {error.strerror}") from error
     return written
