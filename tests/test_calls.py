@@ -212,7 +212,10 @@ def echoing(request: RecordedRequest) -> str | Reply:
 
 
 def options(server: FakeServer) -> ProviderOptions:
-    return ProviderOptions(base_url=server.base_url, max_retries=0, timeout=10)
+    """The fake server, sent OPENAI_API_KEY (named for it: not its host's key by default)."""
+    return ProviderOptions(
+        base_url=server.base_url, max_retries=0, timeout=10, api_key_env="OPENAI_API_KEY"
+    )
 
 
 def test_a_key_echoed_by_a_server_is_in_no_store_and_no_output_of_any_pass(
@@ -234,6 +237,8 @@ def test_a_key_echoed_by_a_server_is_in_no_store_and_no_output_of_any_pass(
                 out=out,
                 base_urls=(server.base_url,),
                 judge_base_urls=(server.base_url,),
+                api_key_env="OPENAI_API_KEY",
+                judge_api_key_env="OPENAI_API_KEY",
                 max_retries=0,
                 **kwargs,
             )
@@ -301,6 +306,8 @@ def test_a_key_echoed_by_a_server_is_in_no_store_and_no_output_of_any_pass(
         "openai-compatible/builder",
         "--base-url",
         server.base_url,
+        "--api-key-env",
+        "OPENAI_API_KEY",
         "--max-retries",
         "0",
         env={"OPENAI_API_KEY": SECRET},

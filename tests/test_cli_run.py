@@ -100,7 +100,7 @@ def test_missing_api_key_is_named(tmp_path: Path) -> None:
         str(tmp_path),
         env={"OPENAI_API_KEY": None},
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage mistake
     assert "OPENAI_API_KEY" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -126,7 +126,7 @@ def test_a_missing_key_is_reported_before_the_data_is_loaded(
         *("--model", names["model"], "--judge", names["judge"]),
         *("--out", str(tmp_path / "run")),
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.startswith("error:") and "OPENAI_API_KEY" in result.stderr
     assert not (tmp_path / "run").exists()
 

@@ -53,6 +53,10 @@ def test_a_planted_api_key_appears_in_no_output_store_summary_or_error(
         "openai-compatible/judge",
         "--judge-base-url",
         server.base_url,
+        "--api-key-env",  # OPENAI_API_KEY goes to another host only when named for it
+        "OPENAI_API_KEY",
+        "--judge-api-key-env",
+        "OPENAI_API_KEY",
         "--max-retries",
         "0",
         "--out",

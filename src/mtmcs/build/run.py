@@ -39,6 +39,7 @@ class BuildModels:
     base_url: str | None = None
     max_retries: int = 2
     timeout: float = 120.0
+    api_key_env: str | None = None  # the variable holding the key of the models' server
 
 
 async def _build(
@@ -57,6 +58,7 @@ async def _build(
         timeout=names.timeout,
         on_rate_limit=limiter.throttled,
         connections=CONNECTIONS,
+        api_key_env=names.api_key_env,
     )
     distinct = {names.generator, names.captioner, names.reference}
     made = {name: create_model(name, encoder, options) for name in distinct}

@@ -10,7 +10,7 @@ import typer
 from mtmcs.build.pipeline import find_images, load_captions, planned_calls
 from mtmcs.build.run import BuildModels, build_dataset, import_review
 from mtmcs.cli.console import console
-from mtmcs.cli.options import MaxRetriesOption, TimeoutOption
+from mtmcs.cli.options import ApiKeyEnvOption, MaxRetriesOption, TimeoutOption, base_urls
 from mtmcs.errors import ConfigError
 
 
@@ -29,6 +29,7 @@ def build(
     out: Annotated[Path, typer.Option(help="Dataset directory to write.")] = Path("dataset"),
     model: Annotated[str | None, typer.Option(help="Generator model, provider/model.")] = None,
     base_url: Annotated[str | None, typer.Option(help="Server of the models.")] = None,
+    api_key_env: ApiKeyEnvOption = None,
     captioner: Annotated[
         str | None, typer.Option(help="Captioning model (default: --model).")
     ] = None,
@@ -67,11 +68,12 @@ def build(
         return
     if model is None:
         raise ConfigError("--model is required (provider/model)")
+    base_urls([base_url] if base_url else None, "--base-url", model)
     missing = [name for name in given if name not in {path.name for path in images}]
     if missing:
         raise ConfigError(f"--captions names files not in {images_dir}: {', '.join(missing[:5])}")
     models = BuildModels(
-        model, captioner or model, reference or model, base_url, max_retries, timeout
+        model, captioner or model, reference or model, base_url, max_retries, timeout, api_key_env
     )
     state, rows = build_dataset(images, out, models, per_image, given)
     for name, value in state.counts.items():

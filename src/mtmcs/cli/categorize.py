@@ -11,16 +11,19 @@ from rich.table import Table
 
 from mtmcs.cli.console import console, errors
 from mtmcs.cli.options import (
+    DEFAULT_DATASET,
+    ApiKeyEnvOption,
     DatasetOption,
     MaxRetriesOption,
     RevisionOption,
     SplitOption,
     TimeoutOption,
+    base_urls,
     choice,
     splits,
 )
 from mtmcs.data.loaders import LoadOptions, load_benchmark
-from mtmcs.models.registry import ProviderOptions
+from mtmcs.models.registry import ProviderOptions, api_key
 from mtmcs.passes.categorize import categorize_with_llm
 from mtmcs.protocol.judge import DEFAULT_JUDGE
 from mtmcs.scoring.categories import BY_ID, METHODS, CategoryMap, category_of
@@ -48,7 +51,7 @@ def category_table(mapping: CategoryMap, intents: list[str]) -> Table:
 
 
 def categorize(
-    dataset: DatasetOption = "official",
+    dataset: DatasetOption = DEFAULT_DATASET,
     split: SplitOption = None,
     revision: RevisionOption = None,
     method: Annotated[
@@ -58,6 +61,7 @@ def categorize(
         DEFAULT_JUDGE
     ),
     base_url: Annotated[str | None, typer.Option(help="Server of the LLM.")] = None,
+    api_key_env: ApiKeyEnvOption = None,
     max_connections: Annotated[int, typer.Option(min=1, help="LLM calls in flight.")] = 8,
     max_retries: MaxRetriesOption = 2,
     timeout: TimeoutOption = 120.0,
@@ -79,14 +83,21 @@ def categorize(
     unparseable reply is read again from the store (delete the store to ask again).
     """
     chosen = choice(method, METHODS, "--method")
+    options = ProviderOptions(
+        base_url=base_url,
+        max_retries=max_retries,
+        timeout=timeout,
+        connections=max_connections,
+        api_key_env=api_key_env,
+    )
+    if chosen == "llm":  # a bad URL or a missing key is reported before any work
+        base_urls([base_url] if base_url else None, "--base-url", model)
+        api_key(model, options)
     benchmark = load_benchmark(dataset, splits(split), revision, LoadOptions(check_images=False))
     intents = [row.unsafe_intent for row in benchmark.rows]
     name = model if chosen == "llm" else EMBEDDING_MODEL
     previous = reusable(read_map(out), chosen, name, out)
     if chosen == "llm":
-        options = ProviderOptions(
-            base_url=base_url, max_retries=max_retries, timeout=timeout, connections=max_connections
-        )
         mapping = categorize_with_llm(
             intents, previous, name, options, store or out.with_suffix(".sqlite")
         )

@@ -10,12 +10,15 @@ from rich.table import Table
 
 from mtmcs.cli.console import console
 from mtmcs.cli.options import (
-    DATASET_HELP,
+    DEFAULT_DATASET,
+    ApiKeyEnvOption,
+    DatasetOption,
     LimitOption,
     MaxRetriesOption,
     ModalityOption,
     SplitOption,
     TimeoutOption,
+    base_urls,
     choice,
     default_dir,
     modalities,
@@ -28,6 +31,7 @@ from mtmcs.errors import ProviderError, StoreError
 from mtmcs.guardrails.guard_eval import WHOLE_PREFIX, dialogue_flags, summarise
 from mtmcs.guardrails.guards import GUARD_FORMATS, GUARD_KINDS
 from mtmcs.models.images import ImageEncoder
+from mtmcs.models.registry import ProviderOptions, api_key
 from mtmcs.passes.guard import build_guard, classify_dialogues, write_results
 from mtmcs.protocol.dialogues import expand_row
 
@@ -87,10 +91,11 @@ def guard(
     guard_base_url: Annotated[
         str | None, typer.Option(help="Server of the guard, e.g. http://localhost:8000/v1.")
     ] = None,
+    api_key_env: ApiKeyEnvOption = None,
     images: Annotated[
         bool, typer.Option(help="Send the image of multimodal dialogues (off for text guards).")
     ] = True,
-    dataset: Annotated[str, typer.Option(help=DATASET_HELP)] = "sample",
+    dataset: DatasetOption = DEFAULT_DATASET,
     split: SplitOption = None,
     modality: ModalityOption = None,
     limit: LimitOption = None,
@@ -113,6 +118,8 @@ def guard(
     kind = choice(guard_kind, GUARD_KINDS, "--guard-kind")
     fmt = choice(guard_format, GUARD_FORMATS, "--guard-format")
     chosen_splits, chosen_modalities = splits(split), modalities(modality)
+    base_urls([guard_base_url] if guard_base_url else None, "--guard-base-url", guard)
+    api_key(guard, ProviderOptions(guard_base_url, api_key_env=api_key_env))  # before any work
     out = out or default_dir("guard__", guard)
     benchmark = load_benchmark(dataset, chosen_splits)
     rows = select_rows(benchmark, chosen_splits, limit)
@@ -130,6 +137,7 @@ def guard(
         timeout=timeout,
         connections=max_connections,
         limiter=limiter,
+        api_key_env=api_key_env,
     )
     calls, counts = classify_dialogues(model, dialogues, encoder, limiter, out)
     metadata = {

@@ -10,7 +10,13 @@ import typer
 from rich.table import Table
 
 from mtmcs.cli.console import console
-from mtmcs.cli.options import MaxRetriesOption, TimeoutOption, default_dir
+from mtmcs.cli.options import (
+    JudgeApiKeyEnvOption,
+    MaxRetriesOption,
+    TimeoutOption,
+    base_urls,
+    default_dir,
+)
 from mtmcs.errors import StoreError
 from mtmcs.models.registry import ProviderOptions
 from mtmcs.passes.judge_check import check_judge
@@ -30,6 +36,7 @@ def judge_check(
         str, typer.Option(help="Judge, provider/model or baseline/keyword.")
     ] = DEFAULT_JUDGE,
     judge_base_url: Annotated[str | None, typer.Option(help="Server of the judge.")] = None,
+    judge_api_key_env: JudgeApiKeyEnvOption = None,
     max_connections: Annotated[int, typer.Option(min=1, help="Judge calls in flight.")] = 8,
     max_retries: MaxRetriesOption = 2,
     timeout: TimeoutOption = 120.0,
@@ -47,7 +54,14 @@ def judge_check(
     Every judge call is kept in a store (see --store): a rerun makes no call but those that
     failed.
     """
-    options = ProviderOptions(judge_base_url, max_retries, timeout, connections=max_connections)
+    base_urls([judge_base_url] if judge_base_url else None, "--judge-base-url", judge)
+    options = ProviderOptions(
+        judge_base_url,
+        max_retries,
+        timeout,
+        connections=max_connections,
+        api_key_env=judge_api_key_env,
+    )
     report = check_judge(judge, options, store or default_store(judge, out))
     table = Table(title=f"judge {judge}: prompt-injection check")
     for header in ("attack", "cases", "moved up", "mean Δ", "unparsed", "failed"):

@@ -3,21 +3,48 @@ commands only when they run, but kept free of heavy imports all the same)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
+from mtmcs.errors import UsageError
 from mtmcs.protocol.types import MODALITIES, SPLITS, Modality, Split
 
 Choice = TypeVar("Choice", bound=str)
 
-DATASET_HELP = "'official' (ND-25/MCS-bench), 'sample' (bundled) or a directory."
+DEFAULT_DATASET = "official"
+DATASET_HELP = (
+    "'official' (ND-25/MCS-bench on the hub; the default), 'sample' (bundled, offline) or a "
+    "directory."
+)
 SPLIT_HELP = "type_a and/or type_b (default: both)."
 MODALITY_HELP = "multimodal and/or unimodal (default: both)."
 REVISION_HELP = "Hub revision of the official dataset."
 
-DatasetOption = Annotated[str, typer.Option("--dataset", help=DATASET_HELP)]
+
+def dataset_option(panel: str | None = None) -> Any:
+    """`--dataset` (default `DEFAULT_DATASET`), in the help panel `panel`."""
+    return typer.Option("--dataset", help=DATASET_HELP, rich_help_panel=panel)
+
+
+def key_env_option(option: str, whose: str, panel: str | None = None) -> Any:
+    """An option naming the environment variable that holds the API key of `whose` (see
+    `mtmcs.models.registry.api_key`); the name is kept, never the key."""
+    return typer.Option(
+        option,
+        metavar="NAME",
+        help=f"Environment variable holding the API key of {whose} (default: OPENAI_API_KEY "
+        "for openai/ and for api.openai.com, ANTHROPIC_API_KEY for anthropic/; any other "
+        "OpenAI-compatible server gets no key).",
+        rich_help_panel=panel,
+    )
+
+
+DatasetOption = Annotated[str, dataset_option()]
+ApiKeyEnvOption = Annotated[str | None, key_env_option("--api-key-env", "the model called")]
+JudgeApiKeyEnvOption = Annotated[str | None, key_env_option("--judge-api-key-env", "the judge")]
 SplitOption = Annotated[list[str] | None, typer.Option("--split", help=SPLIT_HELP)]
 ModalityOption = Annotated[list[str] | None, typer.Option("--modality", help=MODALITY_HELP)]
 RevisionOption = Annotated[str | None, typer.Option("--revision", help=REVISION_HELP)]
@@ -60,3 +87,28 @@ def modalities(values: list[str] | None) -> tuple[Modality, ...]:
 def default_dir(prefix: str, name: str, suffix: str = "") -> Path:
     """`runs/<prefix><name with / as __><suffix>`: where a command writes by default."""
     return Path("runs") / (prefix + name.replace("/", "__") + suffix)
+
+
+def base_urls(values: Sequence[str] | None, option: str, model: str) -> tuple[str, ...]:
+    """The values of a base-URL option, each checked before any work: one without an http
+    or https scheme or without a host is a `UsageError` naming `option`; for an
+    `openai-compatible/…` model, a path not ending in `/v1` gets a warning (some servers
+    use other paths, so it is not an error)."""
+    from mtmcs.cli.console import errors
+    from mtmcs.models.registry import base_url_problem
+    from mtmcs.models.transport import lacks_v1
+
+    urls = tuple(values or ())
+    for url in urls:
+        problem = base_url_problem(url)
+        if problem is not None:
+            raise UsageError(f"{option} {url} {problem}")
+        if model.startswith("openai-compatible/") and lacks_v1(url):
+            errors.print(
+                f"warning: {option} {url} does not end in /v1, where OpenAI-compatible "
+                f"servers answer; if calls get HTTP 404, try {url.rstrip('/')}/v1",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+    return urls

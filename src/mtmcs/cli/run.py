@@ -17,12 +17,15 @@ import typer
 
 from mtmcs.cli.console import call_progress, errors
 from mtmcs.cli.options import (
-    DATASET_HELP,
+    DEFAULT_DATASET,
     MODALITY_HELP,
     REVISION_HELP,
     SPLIT_HELP,
+    base_urls,
     choice,
+    dataset_option,
     default_dir,
+    key_env_option,
     modalities,
     splits,
 )
@@ -166,7 +169,7 @@ def execute(config: RunConfig, ray: str | None, ray_shards: int) -> bool:
 def run(
     *,
     # Data
-    dataset: Annotated[str, typer.Option(help=DATASET_HELP, rich_help_panel=DATA)] = "official",
+    dataset: Annotated[str, dataset_option(DATA)] = DEFAULT_DATASET,
     revision: Annotated[str | None, typer.Option(help=REVISION_HELP, rich_help_panel=DATA)] = None,
     split: Annotated[list[str] | None, typer.Option(help=SPLIT_HELP, rich_help_panel=DATA)] = None,
     modality: Annotated[
@@ -192,6 +195,9 @@ def run(
             help="Server of the model under test; repeat for replicas (least busy first).",
             rich_help_panel=MODEL,
         ),
+    ] = None,
+    api_key_env: Annotated[
+        str | None, key_env_option("--api-key-env", "the model under test", MODEL)
     ] = None,
     max_connections: Annotated[
         int, typer.Option(min=1, help="Model calls in flight.", rich_help_panel=MODEL)
@@ -221,6 +227,9 @@ def run(
     judge_base_url: Annotated[
         list[str] | None,
         typer.Option(help="Server of the judge; repeat for replicas.", rich_help_panel=JUDGE),
+    ] = None,
+    judge_api_key_env: Annotated[
+        str | None, key_env_option("--judge-api-key-env", "the judge", JUDGE)
     ] = None,
     judge_max_connections: Annotated[
         int, typer.Option(min=1, help="Judge calls in flight.", rich_help_panel=JUDGE)
@@ -402,6 +411,8 @@ def run(
     ] = 1.0,
 ) -> None:
     """Run (or resume) the benchmark on one model and print its metrics."""
+    model_urls = base_urls(base_url, "--base-url", model)
+    judge_urls = base_urls(judge_base_url, "--judge-base-url", judge)
     settings = decoding_settings(
         temperature=temperature,
         seed=seed,
@@ -424,8 +435,10 @@ def run(
         modalities=modalities(modality),
         limit=limit,
         variants=variants,
-        base_urls=tuple(base_url or ()),
-        judge_base_urls=tuple(judge_base_url or ()),
+        base_urls=model_urls,
+        judge_base_urls=judge_urls,
+        api_key_env=api_key_env,
+        judge_api_key_env=judge_api_key_env,
         max_retries=max_retries,
         timeout=timeout,
         max_reply_bytes=max_reply_bytes,

@@ -12,7 +12,7 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from mtmcs.cli.console import call_progress, console, errors
-from mtmcs.cli.options import MaxRetriesOption, TimeoutOption
+from mtmcs.cli.options import JudgeApiKeyEnvOption, MaxRetriesOption, TimeoutOption, base_urls
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.errors import ConfigError
 from mtmcs.models.images import ImageEncoder
@@ -119,6 +119,7 @@ def stances(
     base_url: Annotated[
         list[str] | None, typer.Option(help="Server of the judge; repeat for replicas.")
     ] = None,
+    judge_api_key_env: JudgeApiKeyEnvOption = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Judge calls at once.")] = 16,
     max_retries: MaxRetriesOption = 2,
     timeout: TimeoutOption = 120.0,
@@ -130,6 +131,7 @@ def stances(
     unsafe) and over-refusal (safe). Calls are kept in the run's store (RUN_DIR/store.sqlite):
     a rerun makes no call but those that failed.
     """
+    urls = base_urls(base_url, "--base-url", judge)
     missing = [str(path) for path in run_dirs if not (path / DIALOGUES_FILE).is_file()]
     if missing:
         raise ConfigError(
@@ -145,8 +147,9 @@ def stances(
             timeout=timeout,
             connections=concurrency,
             on_rate_limit=limiter.throttled,
+            api_key_env=judge_api_key_env,
         ),
-        base_url or (),
+        urls,
     )
     progress = call_progress()
     with progress:

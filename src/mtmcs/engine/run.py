@@ -69,6 +69,8 @@ class RunConfig:
     variants: bool = False
     base_urls: tuple[str, ...] = ()
     judge_base_urls: tuple[str, ...] = ()
+    api_key_env: str | None = None  # names of the variables holding the keys (see
+    judge_api_key_env: str | None = None  # `mtmcs.models.registry.api_key`), never keys
     captions: Path | None = None
     max_retries: int = 2
     timeout: float = 120.0
@@ -276,6 +278,7 @@ def create_providers(
             options,
             on_rate_limit=limits["model"].throttled,
             connections=config.settings.max_connections,
+            api_key_env=config.api_key_env,
         ),
         config.base_urls,
     )
@@ -287,6 +290,7 @@ def create_providers(
                 options,
                 on_rate_limit=limits["judge"].throttled,
                 connections=config.settings.judge_max_connections,
+                api_key_env=config.judge_api_key_env,
             ),
             config.judge_base_urls,
         )

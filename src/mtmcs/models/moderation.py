@@ -9,20 +9,19 @@ response as JSON (read by `mtmcs.guardrails.guards.parse_moderation`).
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import openai
 
-from mtmcs.errors import ConfigError, remember_secret
+from mtmcs.errors import remember_secret
 from mtmcs.models.base import ChatRequest, Completion
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.transport import sdk_errors
 
 
 class ModerationModel:
-    """`omni-moderation-latest` (or another moderation model) of the OpenAI API; the key
-    comes from OPENAI_API_KEY, the base URL may be overridden."""
+    """`omni-moderation-latest` (or another moderation model) of the OpenAI API (the key
+    chosen by `mtmcs.models.registry.api_key`); the base URL may be overridden."""
 
     def __init__(
         self,
@@ -30,22 +29,18 @@ class ModerationModel:
         model: str,
         images: ImageEncoder,
         *,
+        api_key: str,
         base_url: str | None = None,
         max_retries: int = 2,
         timeout: float = 120.0,
     ) -> None:
-        key = os.environ.get("OPENAI_API_KEY", "")
-        if not key:
-            raise ConfigError(
-                f"{name} needs an API key: set the OPENAI_API_KEY environment variable"
-            )
-        remember_secret(key)
+        remember_secret(api_key)  # masked in everything printed or stored
         self.name = name
         self._model = model
         self._images = images
         self._where = base_url or "api.openai.com"
         self._client = openai.AsyncOpenAI(
-            api_key=key, base_url=base_url, max_retries=max_retries, timeout=timeout
+            api_key=api_key, base_url=base_url, max_retries=max_retries, timeout=timeout
         )
 
     def _input(self, request: ChatRequest) -> list[dict[str, Any]]:

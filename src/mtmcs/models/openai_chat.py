@@ -132,6 +132,7 @@ class OpenAIChat:
         self._model = model
         self._images = images
         self._base_url = base_url or "the OpenAI API"
+        self._check_v1 = base_url is not None  # a 404 may then mean a URL without /v1
         self._token_parameter = token_parameter
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
@@ -161,7 +162,7 @@ class OpenAIChat:
         return arguments
 
     async def complete(self, request: ChatRequest) -> Completion:
-        with sdk_errors(openai, self.name, self._model, self._base_url):
+        with sdk_errors(openai, self.name, self._model, self._base_url, check_v1=self._check_v1):
             body = RequestBody(self._arguments(request), self._images, request.messages)
             response = await self._client.post(
                 "/chat/completions",

@@ -7,19 +7,22 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from mtmcs.errors import ConfigError
+from mtmcs.errors import ConfigError, UsageError
 from mtmcs.models.base import ChatModel
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.judges import Judge, LLMJudge
 from mtmcs.models.model_cards import card_for
 from mtmcs.models.transport import MAX_REPLY_BYTES, RateLimitHook
+from mtmcs.protocol.judge import DEFAULT_JUDGE
 
 PROVIDERS = ("openai", "openai-compatible", "anthropic", "hf", "vllm", "baseline")
 BASELINE_MODELS = ("baseline/refuse", "baseline/random")
 BASELINE_JUDGES = ("baseline/keyword",)
 HEURISTIC_JUDGE_LABEL = "heuristic (refusal keywords), not an LLM judge"
 PLACEHOLDER_KEY = "EMPTY"
+OPENAI_HOST = "api.openai.com"
 LOCAL_PATH_PREFIXES = ("/", "./", "../", "~")
 
 
@@ -40,7 +43,9 @@ class ProviderOptions:
 
     `max_reply_bytes` caps each HTTP response body of the API providers (OpenAI,
     OpenAI-compatible, Anthropic), enforced while the body is read: a longer reply is a failed
-    call ("reply larger than … cap"), never an answer.
+    call ("reply larger than … cap"), never an answer. `api_key_env` names the environment
+    variable whose value is the key sent to the endpoint (default: see `api_key`); only the
+    name is kept here, never the key.
     """
 
     base_url: str | None = None
@@ -50,6 +55,7 @@ class ProviderOptions:
     on_rate_limit: RateLimitHook | None = None
     connections: int = 32
     max_reply_bytes: int = MAX_REPLY_BYTES
+    api_key_env: str | None = None
     batch_size: int = 16
     device: str | None = None  # default: cuda when available, else cpu
     dtype: str = "auto"  # or a torch dtype name: bfloat16, float16, float32
@@ -123,11 +129,71 @@ def local_model_source(name: str, model: str) -> str:
     return str(path)
 
 
-def _key(variable: str, name: str) -> str:
+def base_url_problem(url: str) -> str | None:
+    """What makes `url` unusable as a base URL (no scheme, a scheme other than http or
+    https, no host), as the end of a sentence that starts with the URL; `None` if nothing."""
+    scheme, separator, _ = url.partition("://")
+    if not separator:
+        if urlsplit(url).scheme.lower() in ("http", "https"):
+            return "is malformed: expected http://HOST[:PORT]/PATH"
+        return f"has no scheme; did you mean http://{url}?"
+    if scheme.lower() not in ("http", "https"):
+        return f"has the scheme {scheme}; use http:// or https://"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as error:
+        return f"is malformed ({error})"
+    if not parts.hostname:
+        return "has no host (e.g. http://127.0.0.1:8000/v1)"
+    return None
+
+
+def is_openai_host(url: str | None) -> bool:
+    """Whether a base URL is OpenAI's own API host."""
+    return url is not None and urlsplit(url).hostname == OPENAI_HOST
+
+
+def api_key(name: str, options: ProviderOptions, *, judge: bool = False) -> str:
+    """The API key sent to the endpoint of model `name`: the value of the variable
+    `options.api_key_env` names; else ANTHROPIC_API_KEY for `anthropic/…`, OPENAI_API_KEY for
+    `openai/…` and for `openai-compatible/…` on OpenAI's own host, and a placeholder for any
+    other OpenAI-compatible server: OPENAI_API_KEY goes nowhere else unless named for it.
+
+    An unset or empty variable is a `UsageError` naming it and the model (a judge's also
+    says that `--judge baseline/keyword` runs offline).
+    """
+    provider = split_name(name)[0]
+    if options.api_key_env:
+        return _key(options.api_key_env, name, judge, named=True)
+    if provider == "anthropic":
+        return _key("ANTHROPIC_API_KEY", name, judge)
+    if provider == "openai" or is_openai_host(options.base_url):
+        return _key("OPENAI_API_KEY", name, judge)
+    return PLACEHOLDER_KEY
+
+
+def _key(variable: str, name: str, judge: bool, *, named: bool = False) -> str:
     key = os.environ.get(variable, "")
-    if not key:
-        raise ConfigError(f"{name} needs an API key: set the {variable} environment variable")
-    return key
+    if key:
+        return key
+    option = "--judge-api-key-env" if judge else "--api-key-env"
+    who = name
+    if judge:
+        who = f"{name} (the default --judge)" if name == DEFAULT_JUDGE else f"the judge {name}"
+    if named:
+        message = (
+            f"{option} {variable}: the environment variable {variable} is not set or empty "
+            f"(it holds the API key of {who})"
+        )
+    else:
+        message = (
+            f"{who} needs an API key: set the {variable} environment variable (or name "
+            f"another one with {option} NAME)"
+        )
+    if judge:
+        message += "; --judge baseline/keyword judges offline, with no key"
+    raise UsageError(message)
 
 
 def create_model_pool(
@@ -178,6 +244,11 @@ def create_model(
         return _hf_model(name, local_model_source(name, model), images, options)
     if provider == "vllm":
         return _vllm_model(name, local_model_source(name, model), images, options)
+    if options.base_url is not None and (problem := base_url_problem(options.base_url)):
+        raise UsageError(f"{name}: the base URL {options.base_url} {problem}")
+    if provider == "openai-compatible" and not options.base_url:
+        raise UsageError(f"{name} needs --base-url (e.g. http://localhost:8000/v1)")
+    key = api_key(name, options, judge=judge)
     if provider == "anthropic":
         from mtmcs.models.anthropic_chat import AnthropicChat
 
@@ -185,7 +256,7 @@ def create_model(
             name,
             model,
             images=images,
-            api_key=_key("ANTHROPIC_API_KEY", name),
+            api_key=key,
             base_url=options.base_url,
             max_retries=options.max_retries,
             timeout=options.timeout,
@@ -195,32 +266,16 @@ def create_model(
         )
     from mtmcs.models.openai_chat import OpenAIChat
 
-    if provider == "openai-compatible":
-        if not options.base_url:
-            raise ConfigError(f"{name} needs --base-url (e.g. http://localhost:8000/v1)")
-        api_key = os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY
-        return OpenAIChat(
-            name,
-            model,
-            images=images,
-            api_key=api_key,
-            base_url=options.base_url,
-            max_retries=options.max_retries,
-            timeout=options.timeout,
-            token_parameter="max_tokens",
-            on_rate_limit=options.on_rate_limit,
-            connections=options.connections,
-            max_reply_bytes=options.max_reply_bytes,
-        )
+    compatible = provider == "openai-compatible"
     return OpenAIChat(
         name,
         model,
         images=images,
-        api_key=_key("OPENAI_API_KEY", name),
+        api_key=key,
         base_url=options.base_url,
         max_retries=options.max_retries,
         timeout=options.timeout,
-        token_parameter="max_completion_tokens",
+        token_parameter="max_tokens" if compatible else "max_completion_tokens",
         on_rate_limit=options.on_rate_limit,
         connections=options.connections,
         max_reply_bytes=options.max_reply_bytes,

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 
@@ -155,12 +156,32 @@ def connection_failure(error: BaseException, where: str) -> CallFailed:
     )
 
 
+def lacks_v1(url: str) -> bool:
+    """Whether a base URL's path does not end in `/v1`, where OpenAI-compatible servers
+    (vLLM, SGLang, Ollama, llama.cpp, TGI, OpenRouter, …) serve their API."""
+    return not urlsplit(url).path.rstrip("/").endswith("/v1")
+
+
+def not_found(name: str, model: str, where: str, *, check_v1: bool = False) -> str:
+    """Why a call got HTTP 404 from `where`: an unknown model, or, for an OpenAI-style base
+    URL without `/v1` (`check_v1`), more likely a URL missing its `/v1`."""
+    if check_v1 and lacks_v1(where):
+        return (
+            f"{name}: HTTP 404 from {where}: the base URL may be missing /v1 (try "
+            f"{where.rstrip('/')}/v1), or the server does not serve the model {model!r}"
+        )
+    return f"{name}: model {model!r} not found at {where}"
+
+
 @contextmanager
-def sdk_errors(sdk: Any, name: str, model: str, where: str) -> Iterator[None]:
+def sdk_errors(
+    sdk: Any, name: str, model: str, where: str, *, check_v1: bool = False
+) -> Iterator[None]:
     """Map an SDK's exceptions (`openai` and `anthropic` share their names) to ours.
 
     Rejected credentials and unknown models stop the run (`ProviderError`); everything else
-    is a failed call with its cause (`CallFailed`).
+    is a failed call with its cause (`CallFailed`). With `check_v1` (an OpenAI-style base
+    URL in `where`), a 404 says when the URL may be missing `/v1` (`not_found`).
     """
     try:
         yield
@@ -177,7 +198,7 @@ def sdk_errors(sdk: Any, name: str, model: str, where: str) -> Iterator[None]:
             f"{name}: {where} refused the credentials (HTTP {error.status_code}); check the API key"
         ) from error
     except sdk.NotFoundError as error:
-        raise ProviderError(f"{name}: model {model!r} not found at {where}") from error
+        raise ProviderError(not_found(name, model, where, check_v1=check_v1)) from error
     except sdk.APIStatusError as error:
         raise CallFailed(f"HTTP {error.status_code}: {error.message}") from error
     except sdk.APIError as error:

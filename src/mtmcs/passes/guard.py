@@ -21,7 +21,7 @@ from mtmcs.files import write_json, write_jsonl
 from mtmcs.guardrails.guard_eval import PREFIXES, GuardCall
 from mtmcs.guardrails.guards import Guard, GuardFormat, GuardKind, GuardVerdict
 from mtmcs.models.images import ImageEncoder
-from mtmcs.models.registry import ProviderOptions, create_model, split_name
+from mtmcs.models.registry import ProviderOptions, api_key, create_model, split_name
 from mtmcs.protocol.types import Dialogue
 
 SUMMARY_FILE = "guard_summary.json"
@@ -41,29 +41,38 @@ def build_guard(
     timeout: float,
     connections: int,
     limiter: AdaptiveLimiter | None = None,
+    api_key_env: str | None = None,
 ) -> Guard:
-    """The guard for a `provider/model` name and a guard kind (backing off with `limiter`)."""
+    """The guard for a `provider/model` name and a guard kind (backing off with `limiter`;
+    its key chosen by `api_key`, from the variable `api_key_env` when given)."""
     provider, model = split_name(name)
     if provider == "openai-compatible" and not base_url:
         raise ConfigError(f"{name} needs --guard-base-url (e.g. http://localhost:8000/v1)")
-    if kind == "openai-moderation":
-        if provider not in ("openai", "openai-compatible"):
-            raise ConfigError("--guard-kind openai-moderation needs an openai/<model> guard")
-        from mtmcs.models.moderation import ModerationModel
-
-        moderation = ModerationModel(
-            name, model, images, base_url=base_url, max_retries=max_retries, timeout=timeout
-        )
-        return Guard(moderation, kind, images=send_images)
-    if provider == "baseline":
-        raise ConfigError("baseline models are not guards; use a served guard model")
     options = ProviderOptions(
         base_url,
         max_retries,
         timeout,
         connections=connections,
         on_rate_limit=limiter.throttled if limiter is not None else None,
+        api_key_env=api_key_env,
     )
+    if kind == "openai-moderation":
+        if provider not in ("openai", "openai-compatible"):
+            raise ConfigError("--guard-kind openai-moderation needs an openai/<model> guard")
+        from mtmcs.models.moderation import ModerationModel
+
+        moderation = ModerationModel(
+            name,
+            model,
+            images,
+            api_key=api_key(name, options),
+            base_url=base_url,
+            max_retries=max_retries,
+            timeout=timeout,
+        )
+        return Guard(moderation, kind, images=send_images)
+    if provider == "baseline":
+        raise ConfigError("baseline models are not guards; use a served guard model")
     return Guard(create_model(name, images, options), kind, guard_format, send_images)
 
 
