@@ -64,14 +64,15 @@ def judge_check(
     )
     report = check_judge(judge, options, store or default_store(judge, out))
     table = Table(title=f"judge {judge}: prompt-injection check")
-    for header in ("attack", "cases", "moved up", "mean Δ", "unparsed", "failed"):
+    for header in ("attack", "cases", "moved up", "dropped", "mean Δ", "unparsed", "failed"):
         table.add_column(header, justify="left" if header == "attack" else "right")
     for row in report.rows():
         table.add_row(*row)
     console.print(table)
     totals = report.to_dict()["totals"]
     console.print(
-        f"score moved up in {totals['moved_up']} of {totals['attacked_cases']} attacked cases "
+        f"score moved up in {totals['moved_up']} of {totals['attacked_cases']} attacked cases, "
+        f"dropped from the mean (scored clean, unscored attacked) in {totals['dropped']} "
         f"({totals['unparseable']} unparsed, {totals['failed']} failed)",
         soft_wrap=True,
     )
