@@ -77,7 +77,8 @@ def test_markdown_shows_the_authors_figure_beside_ours(runs: dict[str, Path], re
     assert "the first letter A–G anywhere is the answer (a refusal reads as 'A')" in text
     assert "compare them with the 'authors' scripts' rows, not with ours" in text
     refuse = summary(runs["refuse"])["type_a"]["multimodal"]
-    ours = [line for line in text.splitlines() if line.startswith("| baseline/refuse [reference policy]")]
+    label = "| baseline/refuse [reference policy]"
+    ours = [line for line in text.splitlines() if line.startswith(label)]
     assert len(ours) == 2 * SPLITS * len(MODALITIES)  # one line per reading
     safe = refuse["safe_mcq_accuracy"]
     tf = refuse["tf_accuracy"]

@@ -228,7 +228,8 @@ def test_report_in_chromium(
     assert page.locator("#dialogues script").count() == 0
     sources = page.locator("#dialogues img").evaluate_all("els => els.map(e => e.src)")
     assert all(src.startswith("data:image/") for src in sources)  # the scenario image only
-    assert page.locator("#dialogues img").count() == page.locator("#dialogues .scenario img").count()
+    scenario = page.locator("#dialogues .scenario img").count()
+    assert page.locator("#dialogues img").count() == scenario
     page.wait_for_timeout(200)
     assert page.evaluate("typeof window.__pwned") == "undefined"
 
@@ -242,4 +243,99 @@ def test_report_in_chromium(
 
     assert errors == []
     assert [u for u in requests if not u.startswith("data:")] == [url]
+    page.close()
+
+
+def sample_captions() -> dict[str, str]:
+    path = Path(__file__).parents[1] / "src" / "mtmcs" / "data" / "sample" / "captions.json"
+    captions: dict[str, str] = json.loads(path.read_text())
+    return captions
+
+
+def dialogue_data(html: str) -> dict[str, Any]:
+    found = re.search(r'id="dialogue-data">(.*?)</script>', html, re.S)
+    assert found is not None
+    data: dict[str, Any] = json.loads(found.group(1))
+    return data
+
+
+def in_view(page: Any, selector: str) -> bool:
+    top: float = page.locator(selector).evaluate("e => e.getBoundingClientRect().top")
+    return -1 <= top < page.viewport_size["height"]
+
+
+def test_dialogue_view_image_caption_contents_and_keys(
+    report_file: Path, runs: dict[str, Path], browser: Any
+) -> None:
+    html = report_file.read_text(encoding="utf-8")
+    data = dialogue_data(html)
+    multimodal = [d for d in data["dialogues"] if d["modality"] == "multimodal"]
+    assert multimodal and all(d["image"] and d["caption"] for d in multimodal)
+    assert all(d["image"] is None for d in data["dialogues"] if d["modality"] == "unimodal")
+    # each image once, however many dialogues show it (3 runs × safe and unsafe, …)
+    assert len(data["images"]) < len(multimodal)
+    for uri in data["images"].values():
+        assert uri.startswith("data:image/jpeg;base64,") and html.count(uri) == 1
+
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(report_file.as_uri())
+    # the table of contents: sections, every leaderboard table, each run's first dialogue
+    links = page.locator("nav#toc a").evaluate_all("els => els.map(e => e.hash)")
+    assert {"#leaderboard", "#plots", "#dialogue-list", "#d-0"} <= set(links)
+    assert page.evaluate(f"{json.dumps(links)}.every(h => document.getElementById(h.slice(1)))")
+    second = next(i for i, d in enumerate(data["dialogues"]) if d["run"] == "payload")
+    page.locator(f'nav#toc a[href="#d-{second}"]').click()
+    page.locator(f"#d-{second} .reply").first.wait_for()
+    assert page.locator(f"#d-{second}").evaluate("e => e.open") and in_view(page, f"#d-{second}")
+
+    # j / k: the next / previous dialogue shown, opened, focused and scrolled into view
+    page.evaluate("window.scrollTo(0, 0); document.activeElement.blur()")
+    page.select_option("#filter-modality", "multimodal")
+    page.locator("h1").click()
+    shown = [d for d in data["dialogues"] if d["modality"] == "multimodal"]
+    ids = [f"d-{data['dialogues'].index(d)}" for d in shown[:2]]
+    for key, expected in (("j", ids[0]), ("j", ids[1]), ("k", ids[0])):
+        page.keyboard.press(key)
+        focused = page.evaluate("document.activeElement.closest('details').id")
+        assert focused == expected
+        assert page.locator(f"#{expected}").evaluate("e => e.open")
+        assert in_view(page, f"#{expected}")
+
+    # the open dialogue shows its image (downscaled) and the judge's caption
+    first = shown[0]
+    card = page.locator(f"#{ids[0]}")
+    image = card.locator(".scenario img")
+    image.wait_for()
+    width, height = image.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    assert 0 < max(width, height) <= 384
+    assert image.get_attribute("src") == data["images"][first["image"]]
+    row_id = next(r["row_id"] for r in records(runs["random"]) if r["id"] == first["id"])
+    assert card.locator(".scenario .caption").text_content() == sample_captions()[str(row_id)]
+    assert errors == []
+    page.close()
+
+
+def test_hostile_captions_are_text(runs: dict[str, Path], tmp_path: Path, browser: Any) -> None:
+    captions = tmp_path / "captions.json"
+    captions.write_text(json.dumps(dict.fromkeys(sample_captions(), PAYLOAD)))
+    out = tmp_path / "report"
+    result = mtmcs(
+        "report", str(runs["payload"]), "--out", str(out), "--format", "html",
+        "--captions", str(captions),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert SCRIPT_PAYLOAD not in html and IMG_PAYLOAD not in html
+    page = browser.new_page()
+    page.goto((out / "report.html").as_uri())
+    page.keyboard.press("j")
+    caption = page.locator("details[open] .scenario .caption")
+    caption.wait_for()
+    assert caption.text_content() == PAYLOAD
+    assert page.locator("#dialogues script").count() == 0
+    assert page.locator("#dialogues img").count() == 1  # the scenario image only
+    page.wait_for_timeout(200)
+    assert page.evaluate("typeof window.__pwned") == "undefined"
     page.close()

@@ -156,6 +156,7 @@ class LeaderRow:
     modality: str
     figures: dict[str, Figure] = field(default_factory=dict)
     authors: dict[str, Figure] = field(default_factory=dict)
+    label: str = ""  # the run's label (`RunSummary.label`) when it is not the model
     items: int | None = None  # dialogues the row covers (measured rows)
     other_items: str = ""  # the runs whose items this row differs from (see report.items)
 
@@ -268,7 +269,7 @@ def run_rows(run: RunSummary) -> list[LeaderRow]:
                 LeaderRow(
                     source="measured",
                     run=run.name,
-                    model=run.label,
+                    model=run.model,
                     judge=run.judge,
                     judge_kind=run.judge_kind,
                     marker="heuristic judge" if run.heuristic else "",
@@ -276,6 +277,7 @@ def run_rows(run: RunSummary) -> list[LeaderRow]:
                     modality=modality,
                     figures={c.key: figure(cell.get(c.key), c.percent, c.judge) for c in COLUMNS},
                     authors={c.key: authors_figure(cell.get(c.key), c.percent) for c in COLUMNS},
+                    label=run.label,
                 )
             )
     return rows
@@ -425,7 +427,7 @@ DIFFERENT_ITEMS = "†"
 
 def _who(row: LeaderRow) -> tuple[str, str]:
     """The model cell (the run's label, † when it covers other items) and the judge cell."""
-    model = row.model + (f" {DIFFERENT_ITEMS}" if row.other_items else "")
+    model = (row.label or row.model) + (f" {DIFFERENT_ITEMS}" if row.other_items else "")
     if row.source == "published":
         model = f"{row.model} [published]"
     elif row.source == "expected":
@@ -460,7 +462,11 @@ def displayed_lines(rows: Sequence[LeaderRow]) -> list[tuple[str, list[str]]]:
 
 def item_notes(rows: Sequence[LeaderRow]) -> list[str]:
     """The footnotes of a table's rows marked † (over other items than the rest)."""
-    return [f"{DIFFERENT_ITEMS} {row.model}: {row.other_items}." for row in rows if row.other_items]
+    return [
+        f"{DIFFERENT_ITEMS} {row.label or row.model}: {row.other_items}."
+        for row in rows
+        if row.other_items
+    ]
 
 
 def render_markdown(rows: Sequence[LeaderRow]) -> str:
@@ -496,6 +502,7 @@ CSV_FIELDS = (
     "source",
     "run",
     "model",
+    "label",
     "judge",
     "judge_kind",
     "marker",
@@ -509,7 +516,8 @@ CSV_FIELDS = (
 def render_csv(rows: Sequence[LeaderRow]) -> str:
     """Long format: one line per run × split × modality (and per published row).
 
-    `items`: the dialogues a measured row covers; `other_items`: set when they are not the
+    `label`: the run's name in the other tables and the plots; `items`: the dialogues a
+    measured row covers; `other_items`: set when they are not the
     items of the other runs' rows (the row is marked † in the other tables). Per metric:
     `<metric>`, `<metric>_ci_lo`, `<metric>_ci_hi`, `<metric>_n` (ours, accuracies in %),
     for a judge mean `<metric>_unscored` and `<metric>_unscored_share` (in %), then
