@@ -43,4 +43,4 @@ def test_report_shows_each_defended_run_against_its_undefended_run(tmp_path: Pat
     section = markdown.split("## Defences: change against the undefended run", 1)[1]
     rows = [line for line in section.splitlines() if line.startswith("| dpp |")]
     assert len(rows) == 4  # 2 types × 2 modalities
-    assert all("patched (vs plain)" in row for row in rows)
+    assert all("baseline/random + dpp (vs baseline/random)" in row for row in rows)

@@ -3,6 +3,7 @@ written before versioning is read, a newer or malformed one is refused by file a
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -45,7 +46,9 @@ def test_a_run_writes_files_that_validate_against_their_models(
     summary = Summary.model_validate_json(text)
     written = json.loads(text)
     assert summary.format_version == written["format_version"] == FORMAT_VERSION == 1
-    assert set(written) == {"format_version", "metadata", "type_b"}
+    assert set(written) == {"format_version", "metadata", "type_b", "dialogues_sha256"}
+    digest = hashlib.sha256(run.dialogues_path.read_bytes()).hexdigest()
+    assert summary.dialogues_sha256 == digest  # the summary vouches for the dialogues
     assert set(written["metadata"]) == METADATA_KEYS
     assert summary.model_dump(mode="json") == written  # the model holds all of it
     for cell in ("multimodal", "unimodal"):

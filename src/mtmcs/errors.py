@@ -28,6 +28,10 @@ class StoreError(MtmcsError):
     """The result store cannot be opened or written."""
 
 
+class OutputError(MtmcsError):
+    """An output file cannot be written (a full disk, a quota, a read-only file system)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One problem in a dataset, located by file, split, row id and field."""

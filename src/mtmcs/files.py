@@ -1,8 +1,11 @@
-"""Files written whole or not at all: a reader never sees half of one; CSV cells safe to open
-in a spreadsheet."""
+"""Files written whole or not at all: a reader never sees half of one, and a file system that
+cannot take one (full, a quota, a file-size limit, read-only) is one `OutputError` line naming
+it; CSV cells safe to open in a spreadsheet."""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import tempfile
@@ -11,20 +14,50 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from mtmcs.errors import OutputError
+
+NO_ROOM = {
+    errno.ENOSPC: ("no space left on device", "free space"),
+    errno.EDQUOT: ("disk quota exceeded", "free space or raise the quota"),
+    errno.EFBIG: ("file too large for the file-size limit (ulimit -f)", "raise the limit"),
+    errno.EROFS: ("read-only file system", "make it writable"),
+}
+"""The errors of a file system that cannot take more: what it is, and what to do."""
+
+
+def no_room(error: OSError) -> bool:
+    """Whether `error` says the file system cannot take more (full, quota, size, read-only)."""
+    return error.errno in NO_ROOM
+
+
+def cannot_write(path: Path | str, error: OSError) -> str:
+    """One line for a file system that cannot take `path` (see `no_room`), and what to do."""
+    what, action = NO_ROOM[error.errno or 0]
+    return f"{what} writing {path}; {action} and rerun the same command"
+
 
 @contextmanager
 def atomic_file(path: Path, binary: bool = False) -> Iterator[IO[Any]]:
     """A file that replaces `path` once written in full (a temporary file beside it, then a
-    rename); on any error the temporary file is removed and `path` is left as it was."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    rename); on any error the temporary file is removed and `path` is left as it was. A file
+    system that cannot take it (full, quota, size limit, read-only) is an `OutputError`
+    naming `path`; any other `OSError` is raised as it is."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as error:
+        if no_room(error):
+            raise OutputError(cannot_write(path, error)) from error
+        raise
     try:
         mode = "wb" if binary else "w"
         with os.fdopen(descriptor, mode, encoding=None if binary else "utf-8") as handle:
             yield handle
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and no_room(error):
+            raise OutputError(cannot_write(path, error)) from error
         raise
 
 
@@ -34,11 +67,15 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
         handle.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def write_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
-    """One JSON object per line, atomically."""
-    with atomic_file(path) as handle:
+def write_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> str:
+    """One JSON object per line, atomically; the SHA-256 of the bytes written (hex)."""
+    digest = hashlib.sha256()
+    with atomic_file(path, binary=True) as handle:
         for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+            digest.update(line)
+            handle.write(line)
+    return digest.hexdigest()
 
 
 FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")

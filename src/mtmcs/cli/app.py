@@ -1,7 +1,8 @@
 """The `mtmcs` command group: every command registered by name and summary, its module
 imported only when it runs, so `mtmcs --help` imports no numpy, Pillow, pyarrow or torch.
 
-Errors end here: ours (`MtmcsError`) as one clear line and an exit code (2 for invalid
+Errors end here: ours (`MtmcsError`, also raised by concurrent tasks in a group, and a
+full or read-only file system) as one clear line and an exit code (2 for invalid
 data or a usage mistake, 1 otherwise), usage errors as typer shows them (2), anything else
 as a traceback (1); `--debug` shows tracebacks of ours too. Every traceback goes through
 the redaction of API keys.
@@ -20,7 +21,8 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from mtmcs.cli.console import errors
-from mtmcs.errors import DataError, MtmcsError, UsageError, redact
+from mtmcs.errors import DataError, MtmcsError, OutputError, UsageError, redact
+from mtmcs.files import cannot_write, no_room
 
 
 @dataclass(frozen=True)
@@ -135,17 +137,6 @@ class Commands(TyperGroup):
         except typer.Abort:
             errors.print("interrupted; rerun the same command to resume")
             sys.exit(130)
-        except MtmcsError as error:
-            if state["debug"]:
-                _print_traceback()
-            else:
-                from mtmcs.protocol.text import printable  # not for `--help`
-
-                errors.print("[red]error:[/]", end=" ")
-                errors.print(
-                    printable(redact(str(error))), markup=False, highlight=False, soft_wrap=True
-                )
-            sys.exit(2 if isinstance(error, DataError | UsageError) else 1)
         except typer.TyperException as error:  # usage errors: typer's own click exceptions
             show = getattr(error, "show", None)
             if show is None:
@@ -153,9 +144,18 @@ class Commands(TyperGroup):
                 sys.exit(1)
             show()
             sys.exit(getattr(error, "exit_code", 2))
-        except Exception:
-            _print_traceback()
-            sys.exit(1)
+        except Exception as error:
+            ours = _ours(error)
+            if ours is None or state["debug"]:
+                _print_traceback()
+            else:
+                from mtmcs.protocol.text import printable  # not for `--help`
+
+                errors.print("[red]error:[/]", end=" ")
+                errors.print(
+                    printable(redact(str(ours))), markup=False, highlight=False, soft_wrap=True
+                )
+            sys.exit(2 if isinstance(ours, DataError | UsageError) else 1)
 
 
 app = typer.Typer(
@@ -170,6 +170,20 @@ state = {"debug": False}
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False) -> None:
     state["debug"] = debug
+
+
+def _ours(error: BaseException) -> MtmcsError | None:
+    """The error to report as one line, or `None` for a traceback: ours; a file system that
+    cannot take more (full, quota, file-size limit, read-only) wherever it was written to;
+    the first of a group of concurrent tasks' errors when each of them is one of these."""
+    if isinstance(error, MtmcsError):
+        return error
+    if isinstance(error, OSError) and no_room(error):
+        return OutputError(cannot_write(error.filename or "a temporary or output file", error))
+    if isinstance(error, BaseExceptionGroup):
+        found = [_ours(inner) for inner in error.exceptions]
+        return found[0] if all(found) else None
+    return None
 
 
 def _print_traceback() -> None:

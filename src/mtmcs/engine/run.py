@@ -19,7 +19,7 @@ from mtmcs.engine.calls import Caller
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.scheduler import Role, RunOutcome, RunSettings, Scheduler
 from mtmcs.engine.store import Store
-from mtmcs.errors import ConfigError, DataError, Problem
+from mtmcs.errors import ConfigError, DataError, OutputError, Problem
 from mtmcs.guardrails.defences import DefenceName, DefendedModel, Scope
 from mtmcs.models.base import ChatModel
 from mtmcs.models.images import ImageEncoder
@@ -394,7 +394,14 @@ def run_benchmark(
         update={"concurrency": concurrency, "images": images_used}
     )
     summary = summary.model_copy(update={"metadata": metadata})
+    records = dialogue_records(outcome.dialogues, outcome.questions)
     run_dir = RunDir(config.out)
-    run_dir.write_summary(summary)
-    run_dir.write_dialogues(dialogue_records(outcome.dialogues, outcome.questions))
+    try:
+        summary = run_dir.write_run(summary, records)  # the summary last: see RunDir
+    except OutputError as error:
+        answered = sum(counts.made + counts.cached for counts in outcome.counts.values())
+        raise OutputError(
+            f"{error} — the {answered} answered calls are kept in {run_dir.store_path}: "
+            "the rerun makes none of them again"
+        ) from error
     return RunResult(summary.model_dump(mode="json"), outcome, planned)

@@ -1,4 +1,10 @@
-"""The SQLite store: every finished call recorded once, keyed by a hash of its request."""
+"""The SQLite store: every finished call recorded once, keyed by a hash of its request.
+
+A store that cannot go on is one `StoreError` line naming it: damaged (checked at open with
+`PRAGMA quick_check`, about 25 ms per 40,000 calls, and on every read and write) or on a
+file system that cannot take more. A damaged store is never deleted or overwritten, and the
+calls already recorded in a full one are kept: the rerun makes none of them again.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mtmcs.errors import StoreError
+from mtmcs.files import cannot_write, no_room
 from mtmcs.models.base import ChatRequest, Completion
 
 SCHEMA = """
@@ -122,49 +129,70 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._lock = _exclusive_lock(path.with_name(path.name + ".lock"))
+        except OSError as error:
+            raise self._failure(error, "open") from error
+        try:
             self._db = sqlite3.connect(path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(SCHEMA)
+            (check,) = self._db.execute("PRAGMA quick_check(1)").fetchone()
+            if check == "ok":
+                self._db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as error:
-            raise StoreError(f"cannot open the result store {path}: {error}") from error
+            failure = self._failure(error, "open")
+            self.close()
+            raise failure from error
+        if check != "ok":
+            self.close()
+            detail = " ".join(str(check).replace("*** in database main ***", "").split())
+            raise self._damaged(f"database disk image is malformed: {detail}")
+
+    def _damaged(self, reason: object) -> StoreError:
+        """The error of a damaged store: never deleted or overwritten, so said what to do."""
+        return StoreError(
+            f"the result store {self.path} is damaged ({reason}); move it aside to start "
+            "afresh, or restore it from a backup"
+        )
+
+    def _failure(self, error: OSError | sqlite3.Error | ValueError, doing: str) -> StoreError:
+        """One line for what stopped a read or write of the store, and what to do."""
+        code = getattr(error, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+        if isinstance(error, ValueError) or code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            return self._damaged(error)
+        if isinstance(error, OSError):
+            if no_room(error):
+                return StoreError(cannot_write(error.filename or self.path, error))
+            return StoreError(f"cannot {doing} the result store {self.path}: {error.strerror}")
+        if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR):
+            why = "" if code == sqlite3.SQLITE_FULL else " (a full disk or a size limit?)"
+            kept = self._answered()
+            return StoreError(
+                f"cannot {doing} the result store {self.path}: {error}{why}; free space and "
+                "rerun the same command"
+                + (f" — the {kept} answered calls in it are kept" if kept is not None else "")
+            )
+        return StoreError(f"cannot {doing} the result store {self.path}: {error}")
+
+    def _answered(self) -> int | None:
+        """How many answered calls the store holds (`None` when it cannot say)."""
+        try:
+            (count,) = self._db.execute("SELECT count(*) FROM calls WHERE error IS NULL").fetchone()
+        except sqlite3.Error:
+            return None
+        return int(count)
 
     def get(self, key: str) -> CallRecord | None:
         """The successful record of a call, or `None` (failed calls are retried)."""
-        row = self._db.execute(
-            "SELECT key, model, kind, item, output, finish_reason, parsed, input_tokens, "
-            "output_tokens, latency_s, error FROM calls WHERE key = ? AND error IS NULL",
-            (key,),
-        ).fetchone()
-        if row is None:
-            return None
-        (
-            key,
-            model,
-            kind,
-            item,
-            output,
-            finish_reason,
-            parsed,
-            tokens_in,
-            tokens_out,
-            latency,
-            error,
-        ) = row
-        return CallRecord(
-            key,
-            model,
-            kind,
-            item,
-            output,
-            finish_reason,
-            json.loads(parsed) if parsed is not None else None,
-            tokens_in,
-            tokens_out,
-            latency,
-            error,
-        )
+        try:
+            row = self._db.execute(
+                "SELECT key, model, kind, item, output, finish_reason, parsed, input_tokens, "
+                "output_tokens, latency_s, error FROM calls WHERE key = ? AND error IS NULL",
+                (key,),
+            ).fetchone()
+            return None if row is None else _record(row)
+        except (sqlite3.Error, ValueError) as error:
+            raise self._failure(error, "read") from error
 
     def put(self, record: CallRecord) -> None:
         """Record a finished call; a success replaces an earlier failure of the same call."""
@@ -190,7 +218,7 @@ class Store:
                 ),
             )
         except sqlite3.Error as error:
-            raise StoreError(f"cannot write to the result store {self.path}: {error}") from error
+            raise self._failure(error, "write to") from error
 
     def merge(self, other: Path) -> None:
         """Take in the records of another store file of the same format.
@@ -217,12 +245,34 @@ class Store:
             finally:
                 self._db.execute("DETACH DATABASE other")
         except sqlite3.Error as error:
-            raise StoreError(f"cannot merge {other} into {self.path}: {error}") from error
+            raise self._failure(error, f"merge {other} into") from error
 
     def close(self) -> None:
         """Close the database and let other runs use it."""
-        self._db.close()
-        self._lock.close()
+        if hasattr(self, "_db"):
+            self._db.close()
+        if hasattr(self, "_lock"):
+            self._lock.close()
+
+
+def _record(row: tuple[Any, ...]) -> CallRecord:
+    """A stored row as a record (its parsed value decoded from JSON)."""
+    key, model, kind, item, output, finish_reason, parsed, tokens_in, tokens_out, latency, error = (
+        row
+    )
+    return CallRecord(
+        key,
+        model,
+        kind,
+        item,
+        output,
+        finish_reason,
+        json.loads(parsed) if parsed is not None else None,
+        tokens_in,
+        tokens_out,
+        latency,
+        error,
+    )
 
 
 def _exclusive_lock(path: Path) -> IO[bytes]:

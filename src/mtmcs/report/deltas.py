@@ -93,8 +93,8 @@ def defence_deltas(runs: Sequence[RunSummary]) -> list[DeltaRow]:
                     continue
                 rows.append(
                     DeltaRow(
-                        defended=run.name,
-                        baseline=base.name,
+                        defended=run.label,
+                        baseline=base.label,
                         defense=defense,
                         split=split,
                         modality=modality,

@@ -1,6 +1,10 @@
 """A run directory: the names of its files, and their typed, versioned reading and writing.
 
-Runs write through `RunDir` and reports read through it. Reading checks each record's
+Runs write through `RunDir` and reports read through it. A run writes `dialogues.jsonl`
+first and `summary.json` last, stamped with the SHA-256 of the dialogues written: reading
+the summary checks that the `dialogues.jsonl` beside it is that one, so a run stopped between
+the two writes, or a file replaced or edited since, is refused with one line saying to rerun
+(the stance pass reads `dialogues.jsonl` alone, unchecked). Reading checks each record's
 `format_version` first: a newer one is refused with one line naming the file ("written by
 a newer mtmcs-bench: upgrade"); a record without one (written before versioning) is read as
 version 0 when it validates; anything that does not validate is a `DataError` naming the
@@ -9,6 +13,7 @@ file (and line) and the field. Writes are atomic (`mtmcs.files`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -64,9 +69,13 @@ class RunDir:
         """`summary.json`, indented, atomically."""
         write_json(self.summary_path, summary.model_dump(mode="json"))
 
-    def write_dialogues(self, records: Iterable[DialogueRecord]) -> None:
-        """`dialogues.jsonl`, one record per line, atomically."""
-        write_jsonl(self.dialogues_path, (r.model_dump(mode="json") for r in records))
+    def write_run(self, summary: Summary, records: Iterable[DialogueRecord]) -> Summary:
+        """`dialogues.jsonl`, then `summary.json` stamped with its digest (the summary last:
+        it vouches for the dialogues beside it); the summary as written."""
+        digest = write_jsonl(self.dialogues_path, (r.model_dump(mode="json") for r in records))
+        stamped = summary.model_copy(update={"dialogues_sha256": digest})
+        self.write_summary(stamped)
+        return stamped
 
     def write_stances(self, records: Iterable[StanceRecord | Mapping[str, Any]]) -> None:
         """`turn_stances.jsonl`, one record per line, atomically (a plain mapping is checked
@@ -104,7 +113,29 @@ class RunDir:
             raise _problem(str(path), f"not readable JSON ({error})") from error
         if not isinstance(data, dict):
             raise _problem(str(path), "not a JSON object: not an mtmcs summary")
-        return _validate(Summary, str(path), text, data, "the summary")
+        summary = _validate(Summary, str(path), text, data, "the summary")
+        self._check_pair(summary)
+        return summary
+
+    def _check_pair(self, summary: Summary) -> None:
+        """Refuse a `dialogues.jsonl` other than the one written with `summary` (not checked
+        when the summary predates the stamp or the dialogues are absent)."""
+        if summary.dialogues_sha256 is None or not self.dialogues_path.is_file():
+            return
+        digest = hashlib.sha256()
+        try:
+            with self.dialogues_path.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+        except OSError as error:
+            raise ConfigError(f"cannot read {self.dialogues_path}: {error.strerror}") from error
+        if digest.hexdigest() != summary.dialogues_sha256:
+            raise ConfigError(
+                f"{self.summary_path} and {self.dialogues_path} are not from the same run (a "
+                "run stopped between writing them, or one was replaced or edited since); rerun "
+                f"`mtmcs run` with the same arguments and --out {self.path}: it resumes from "
+                "the store, no call made is made again"
+            )
 
     def read_dialogues(self) -> list[DialogueRecord]:
         """The checked records of `dialogues.jsonl` (`ConfigError` when it is missing)."""

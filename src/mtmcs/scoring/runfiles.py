@@ -2,7 +2,8 @@
 
 - `summary.json`: one `Summary`: `format_version` and `metadata` at the top level, then one
   section per split (`type_a`, `type_b`) mapping each cell (a modality, `multimodal@vK` for
-  a variant image, `overall`, `variant_consistency`) to its figures (metric name → `Stat`).
+  a variant image, `overall`, `variant_consistency`) to its figures (metric name → `Stat`),
+  and `dialogues_sha256`, the digest of the `dialogues.jsonl` written with it.
 - `dialogues.jsonl`: one `DialogueRecord` per line (a dialogue, its replies, questions, judge).
 - `turn_stances.jsonl`: one `StanceRecord` per line (the stance pass's output).
 
@@ -159,6 +160,9 @@ class Summary(Versioned):
     metadata: RunMetadata
     type_a: Cells | None = None
     type_b: Cells | None = None
+    dialogues_sha256: str | None = Field(default=None, pattern="^[0-9a-f]{64}$")
+    """The SHA-256 of the `dialogues.jsonl` written with this summary (`None` in summaries
+    written before it was recorded): a reader checks that the file beside it is that one."""
 
     def cells(self, split: str) -> Cells:
         """The cells of a split ({} when the run did not run it)."""
@@ -181,11 +185,11 @@ class Summary(Versioned):
         return self
 
     @model_serializer(mode="wrap")
-    def _without_absent_splits(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _without_absent_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
-        for split in SPLITS:
-            if data.get(split) is None:
-                data.pop(split, None)
+        for key in (*SPLITS, "dialogues_sha256"):
+            if data.get(key) is None:
+                data.pop(key, None)
         return data
 
 
