@@ -84,6 +84,23 @@ def modalities(values: list[str] | None) -> tuple[Modality, ...]:
     return choices(values, MODALITIES, "--modality")
 
 
+def writable_dir(path: Path, option: str = "--out") -> Path:
+    """`path`, made if missing and checked writable before any work: a path under a file, a
+    read-only place or a full disk is a `UsageError` naming `option`."""
+    import tempfile
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UsageError(
+            f"{option} {path}: cannot write there ({reason}); choose a writable directory"
+        ) from None
+    return path
+
+
 def default_dir(prefix: str, name: str, suffix: str = "") -> Path:
     """`runs/<prefix><name with / as __><suffix>`: where a command writes by default."""
     return Path("runs") / (prefix + name.replace("/", "__") + suffix)

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from mtmcs.cli.console import call_progress, errors
+from mtmcs.cli.console import Interrupted, call_progress, errors
 from mtmcs.cli.options import (
     DEFAULT_DATASET,
     MODALITY_HELP,
@@ -28,6 +28,7 @@ from mtmcs.cli.options import (
     key_env_option,
     modalities,
     splits,
+    writable_dir,
 )
 from mtmcs.cli.run_output import print_plan, print_summary
 from mtmcs.engine.run import RUBRIC_SOURCES, RunConfig, plan_run, run_benchmark
@@ -149,8 +150,11 @@ def execute(config: RunConfig, ray: str | None, ray_shards: int) -> bool:
                 lambda done, total: progress.update(shard_task, completed=done, total=total),
             )
     else:
-        with progress:
-            result = run_benchmark(config, on_start, lambda role: progress.advance(tasks[role]))
+        try:
+            with progress:
+                result = run_benchmark(config, on_start, lambda role: progress.advance(tasks[role]))
+        except KeyboardInterrupt:
+            raise Interrupted(sum(int(task.completed) for task in progress.tasks)) from None
     print_summary(RunDir(config.out))
     if not result.complete:
         errors.print(
@@ -456,5 +460,6 @@ def run(
     if dry_run:
         print_plan(plan_run(replace(config, check_images=False)), config, assume_latency)
         return
+    writable_dir(config.out)
     if not execute(config, ray, ray_shards):
         raise typer.Exit(3)

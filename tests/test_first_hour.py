@@ -1,0 +1,87 @@
+"""A newcomer's first hour: Ctrl-C says what happened and loses nothing; a mistake in
+`--out` is one line, exit 2, before any work."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from command import MTMCS, invoke, mtmcs
+from fakeserver import FakeServer
+
+
+def _run_args(server: FakeServer, out: Path) -> list[str]:
+    return [
+        "run",
+        "--dataset",
+        "sample",
+        "--split",
+        "type_a",
+        "--limit",
+        "2",
+        "--model",
+        "openai-compatible/m",
+        "--judge",
+        "baseline/keyword",
+        "--base-url",
+        server.base_url,
+        "--max-connections",
+        "4",
+        "--out",
+        str(out),
+    ]
+
+
+def test_ctrl_c_prints_one_line_with_the_calls_kept_exits_130_and_a_rerun_resumes(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    server = fake_server("A", latency=0.05)
+    args = _run_args(server, tmp_path)
+    process = subprocess.Popen(
+        [*MTMCS, *args],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while server.request_count < 12 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    sent = server.request_count
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "Traceback" not in stderr
+    match = re.fullmatch(
+        r"interrupted after (\d+) calls, all kept in the store; rerun the same command to "
+        r"resume\n",
+        stderr,
+    )
+    assert match is not None, stderr
+    finished = int(match.group(1))
+    assert sent - 4 <= finished < 48 + 16  # at most 4 model calls were in flight
+
+    resumed = mtmcs(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    stored = re.search(r"model (\d+) made, (\d+) from the store", " ".join(resumed.stdout.split()))
+    assert stored is not None
+    assert int(stored.group(2)) >= finished  # every finished call came from the store
+    assert int(stored.group(1)) + int(stored.group(2)) == 48  # 2 rows: 48 model calls
+
+
+def test_an_out_under_a_file_is_one_line_and_exit_2_before_any_call(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    server = fake_server("A")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = invoke(*_run_args(server, blocker / "run"))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: --out {blocker / 'run'}: cannot write there")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert server.request_count == 0
