@@ -85,3 +85,29 @@ def test_an_out_under_a_file_is_one_line_and_exit_2_before_any_call(
     assert result.stderr.startswith(f"error: --out {blocker / 'run'}: cannot write there")
     assert len(result.stderr.strip().splitlines()) == 1
     assert server.request_count == 0
+
+
+def test_one_name_per_concept_across_commands() -> None:
+    """Calls in flight are `--max-connections` for the model a command runs, and
+    `--judge-max-connections` / `--guard-max-connections` for a judge / guard; a key is named
+    by `--api-key-env` / `--judge-api-key-env`; no other spelling exists."""
+    from mtmcs.cli.app import COMMANDS
+
+    allowed = {
+        "--max-connections",
+        "--judge-max-connections",
+        "--guard-max-connections",
+        "--api-key-env",
+        "--judge-api-key-env",
+        "--guard-api-key-env",
+    }
+    seen: dict[str, set[str]] = {}
+    for name in ("run", "stances", "judge-check", "guard", "categorize", "build"):
+        command = COMMANDS[name].load(name)
+        for parameter in command.params:
+            for flag in parameter.opts:
+                if any(word in flag for word in ("connection", "concurrency", "key")):
+                    seen.setdefault(flag, set()).add(name)
+    assert set(seen) <= allowed, seen
+    assert seen["--judge-max-connections"] >= {"run", "stances", "judge-check"}
+    assert "guard" in seen["--guard-max-connections"]

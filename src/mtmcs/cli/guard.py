@@ -106,7 +106,7 @@ def guard(
             "guard_verdicts.jsonl and the store of the guard's calls, store.sqlite."
         ),
     ] = None,
-    max_connections: Annotated[int, typer.Option(min=1, help="Guard calls in flight.")] = 16,
+    guard_max_connections: Annotated[int, typer.Option(min=1, help="Guard calls in flight.")] = 16,
     max_retries: MaxRetriesOption = 2,
     timeout: TimeoutOption = 120.0,
 ) -> None:
@@ -125,7 +125,7 @@ def guard(
     rows = select_rows(benchmark, chosen_splits, limit)
     dialogues = [d for row in rows for d in expand_row(row, chosen_modalities)]
     encoder = ImageEncoder(benchmark.image_bytes)
-    limiter = AdaptiveLimiter(max_connections)
+    limiter = AdaptiveLimiter(guard_max_connections)
     model = build_guard(
         guard,
         kind,
@@ -135,7 +135,7 @@ def guard(
         send_images=images,
         max_retries=max_retries,
         timeout=timeout,
-        connections=max_connections,
+        connections=guard_max_connections,
         limiter=limiter,
         api_key_env=api_key_env,
     )

@@ -37,7 +37,7 @@ def judge_check(
     ] = DEFAULT_JUDGE,
     judge_base_url: Annotated[str | None, typer.Option(help="Server of the judge.")] = None,
     judge_api_key_env: JudgeApiKeyEnvOption = None,
-    max_connections: Annotated[int, typer.Option(min=1, help="Judge calls in flight.")] = 8,
+    judge_max_connections: Annotated[int, typer.Option(min=1, help="Judge calls in flight.")] = 8,
     max_retries: MaxRetriesOption = 2,
     timeout: TimeoutOption = 120.0,
     out: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
@@ -59,7 +59,7 @@ def judge_check(
         judge_base_url,
         max_retries,
         timeout,
-        connections=max_connections,
+        connections=judge_max_connections,
         api_key_env=judge_api_key_env,
     )
     report = check_judge(judge, options, store or default_store(judge, out))

@@ -120,7 +120,7 @@ def stances(
         list[str] | None, typer.Option(help="Server of the judge; repeat for replicas.")
     ] = None,
     judge_api_key_env: JudgeApiKeyEnvOption = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="Judge calls at once.")] = 16,
+    judge_max_connections: Annotated[int, typer.Option(min=1, help="Judge calls in flight.")] = 16,
     max_retries: MaxRetriesOption = 2,
     timeout: TimeoutOption = 120.0,
 ) -> None:
@@ -138,14 +138,14 @@ def stances(
             f"no {DIALOGUES_FILE} in {', '.join(missing)}: not a run directory (run `mtmcs run` "
             "first)"
         )
-    limiter = AdaptiveLimiter(concurrency)
+    limiter = AdaptiveLimiter(judge_max_connections)
     model = create_judge(
         judge,
         ImageEncoder(lambda image_id: b""),  # text-only: the stance judge sees no image
         ProviderOptions(
             max_retries=max_retries,
             timeout=timeout,
-            connections=concurrency,
+            connections=judge_max_connections,
             on_rate_limit=limiter.throttled,
             api_key_env=judge_api_key_env,
         ),
