@@ -431,7 +431,8 @@ SCRIPT = r"""
         "(see the note above the dialogue list)", "note"));
     }
     const caption = el("figcaption");
-    caption.appendChild(el("span", "judge's caption: ", "who"));
+    caption.appendChild(el("span", "image caption (what an LLM judge reads in place of " +
+      "the image): ", "who"));
     caption.appendChild(el("span", d.caption ?? "(no caption at hand)", "caption"));
     shown.appendChild(caption);
     return shown;
