@@ -234,6 +234,26 @@ def test_a_stored_row_with_a_mangled_value_is_a_damaged_store_on_reading(tmp_pat
     store.close()
 
 
+def test_merging_a_damaged_store_names_it_and_takes_in_nothing(
+    small_run: Path, tmp_path: Path
+) -> None:
+    shard = tmp_path / "shard.sqlite"
+    shutil.copy(small_run / "store.sqlite", shard)
+    overwrite_middle(shard)
+    store = Store(tmp_path / "store.sqlite")
+    with pytest.raises(StoreError) as raised:
+        store.merge(shard)
+    assert str(raised.value) == (
+        f"cannot merge {shard} into {tmp_path / 'store.sqlite'}: {shard} is damaged (database "
+        "disk image is malformed); rerun the same command"
+    )
+    store.merge(small_run / "store.sqlite")  # the store itself is sound and takes a good one
+    store.close()
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM calls").fetchone() == (112,)
+    db.close()
+
+
 # --- the final writes of a run --------------------------------------------------------------
 
 KILLED_BEFORE_SUMMARY = (

@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_item ON calls (model, item);
 """
+DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+"""The result codes of a file that is no sound SQLite database."""
 COLUMNS = (
     "key, model, kind, item, output, finish_reason, parsed, input_tokens, output_tokens, "
     "latency_s, error, created_at, trace"
@@ -157,8 +159,8 @@ class Store:
 
     def _failure(self, error: OSError | sqlite3.Error | ValueError, doing: str) -> StoreError:
         """One line for what stopped a read or write of the store, and what to do."""
-        code = getattr(error, "sqlite_errorcode", 0) & 0xFF  # the primary result code
-        if isinstance(error, ValueError) or code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        code = _primary(error)
+        if isinstance(error, ValueError) or code in DAMAGED:
             return self._damaged(error)
         if isinstance(error, OSError):
             if no_room(error):
@@ -243,9 +245,24 @@ class Store:
                 )
                 self._db.execute("COMMIT")
             finally:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")  # nothing of a merge that failed half-way
                 self._db.execute("DETACH DATABASE other")
         except sqlite3.Error as error:
+            if _primary(error) in DAMAGED and self._sound():
+                raise StoreError(
+                    f"cannot merge {other} into {self.path}: {other} is damaged ({error}); "
+                    "rerun the same command"
+                ) from error
             raise self._failure(error, f"merge {other} into") from error
+
+    def _sound(self) -> bool:
+        """Whether this store passes `PRAGMA quick_check`."""
+        try:
+            (check,) = self._db.execute("PRAGMA main.quick_check(1)").fetchone()
+        except sqlite3.Error:
+            return False
+        return bool(check == "ok")
 
     def close(self) -> None:
         """Close the database and let other runs use it."""
@@ -253,6 +270,11 @@ class Store:
             self._db.close()
         if hasattr(self, "_lock"):
             self._lock.close()
+
+
+def _primary(error: BaseException) -> int:
+    """The primary SQLite result code of an error (0 for other errors)."""
+    return int(getattr(error, "sqlite_errorcode", 0)) & 0xFF
 
 
 def _record(row: tuple[Any, ...]) -> CallRecord:
