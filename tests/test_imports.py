@@ -21,7 +21,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"engine", "passes", "build", "report"}),
     frozenset({"scoring", "guardrails", "models", "data"}),
     frozenset({"protocol"}),
-    frozenset({"errors", "files", "__init__"}),
+    frozenset({"errors", "files", "extras", "__init__"}),
 )
 HEAVY = ("numpy", "pyarrow", "datasets", "PIL", "matplotlib", "torch")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import io
+import re
 import shlex
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from PIL import Image
 
 from command import invoke
 from mtmcs.errors import ConfigError, ProviderError
+from mtmcs.extras import install_hint
 from mtmcs.models.base import CallFailed, ChatRequest
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.model_cards import MODEL_CARDS, QWEN_VL_MAX_PIXELS, card_for
@@ -246,7 +248,7 @@ def test_missing_vllm_says_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch, model_dir: Path
 ) -> None:
     monkeypatch.setitem(sys.modules, "vllm", None)
-    with pytest.raises(ConfigError, match=r"pip install 'mtmcs-bench\[vllm\]'"):
+    with pytest.raises(ConfigError, match=re.escape(install_hint("vllm"))):
         _chat(model_dir)
 
 

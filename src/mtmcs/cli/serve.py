@@ -15,6 +15,7 @@ import typer
 
 from mtmcs.cli.console import console, errors
 from mtmcs.errors import ConfigError, ProviderError
+from mtmcs.extras import install_hint
 from mtmcs.models.vllm_local import EngineSettings
 from mtmcs.models.vllm_serve import base_url, run_hint, serve_arguments, stop, wait_until_ready
 
@@ -38,7 +39,7 @@ def serve(
         return
     executable = shutil.which("vllm")
     if executable is None:
-        raise ConfigError("vllm is not installed here: pip install 'mtmcs-bench[vllm]'")
+        raise ConfigError(f"vllm is not installed here: {install_hint('vllm')}")
     process = subprocess.Popen(serve_arguments(settings, port, executable))
     try:
         wait_until_ready(process, port, settings.model, timeout=startup_timeout)

@@ -19,6 +19,7 @@ from typing import Any
 from mtmcs.engine.run import RunConfig, RunResult, plan_run, run_benchmark
 from mtmcs.engine.store import Store
 from mtmcs.errors import SECRET_VARIABLES, ConfigError
+from mtmcs.extras import install_hint
 from mtmcs.scoring.rundir import STORE_FILE, RunDir
 from mtmcs.scoring.runfiles import RayShards
 
@@ -41,7 +42,7 @@ def _init_ray(address: str) -> Any:
     try:
         import ray
     except ImportError as error:
-        raise ConfigError("--ray needs Ray: pip install 'mtmcs-bench[ray]'") from error
+        raise ConfigError(f"--ray needs Ray: {install_hint('ray')}") from error
     secrets = {name: os.environ[name] for name in SECRET_VARIABLES if os.environ.get(name)}
     options: dict[str, Any] = {
         "include_dashboard": False,

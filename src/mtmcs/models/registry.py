@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mtmcs.errors import ConfigError, UsageError
+from mtmcs.extras import install_hint
 from mtmcs.models.base import ChatModel
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.judges import Judge, LLMJudge
@@ -287,8 +288,7 @@ def _hf_model(name: str, model: str, images: ImageEncoder, options: ProviderOpti
         from mtmcs.models.hf_local import HFChat
     except ImportError as error:
         raise ConfigError(
-            f"{name} needs the hf extra: pip install 'mtmcs-bench[hf]' (and torch for your "
-            f"GPU); {error}"
+            f"{name} needs the hf extra: {install_hint('hf')} (and torch for your GPU); {error}"
         ) from error
     card = card_for(model)
     return HFChat(

@@ -16,6 +16,7 @@ from typing import Any
 from PIL import Image
 
 from mtmcs.errors import ConfigError, ProviderError
+from mtmcs.extras import install_hint
 from mtmcs.models.base import CallFailed, ChatRequest, Completion
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.local_prompt import adds_special_tokens, render_prompt, short_cause
@@ -118,8 +119,7 @@ def _import_vllm(name: str) -> tuple[Any, Any]:
         final_only = importlib.import_module("vllm.sampling_params").RequestOutputKind.FINAL_ONLY
     except ImportError as error:
         raise ConfigError(
-            f"{name} needs the vllm extra: pip install 'mtmcs-bench[vllm]' on a machine "
-            f"with a GPU ({error})"
+            f"{name} needs the vllm extra: {install_hint('vllm')} on a machine with a GPU ({error})"
         ) from error
     return vllm, final_only
 

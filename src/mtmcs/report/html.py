@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mtmcs.errors import ConfigError
+from mtmcs.extras import install_hint
 from mtmcs.protocol.authors import authors_judge_score, authors_mcq_choice, authors_tf_answer
 from mtmcs.report.breakdowns import UNCATEGORISED, Breakdown
 from mtmcs.report.export import CategoryLookup, RunRecords
@@ -247,7 +248,7 @@ def render_html(
         from markupsafe import Markup
     except ImportError as error:
         raise ConfigError(
-            "the HTML report needs jinja2: pip install 'mtmcs-bench[report]' "
+            f"the HTML report needs jinja2: {install_hint('report')} "
             "(or leave html out of --format)"
         ) from error
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)

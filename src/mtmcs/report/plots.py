@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mtmcs.errors import ConfigError
+from mtmcs.extras import install_hint
 from mtmcs.report.leaderboard import (
     MODALITY_ORDER,
     PUBLISHED,
@@ -48,8 +49,7 @@ def _pyplot() -> Any:
         import matplotlib
     except ImportError as error:
         raise ConfigError(
-            "plots need matplotlib: pip install 'mtmcs-bench[report]' "
-            "(or leave png out of --format)"
+            f"plots need matplotlib: {install_hint('report')} (or leave png out of --format)"
         ) from error
     matplotlib.use("Agg")
     matplotlib.rcParams["svg.fonttype"] = "none"  # text as <text>, not as paths

