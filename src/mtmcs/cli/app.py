@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from mtmcs.cli.console import errors
+from mtmcs.cli.console import errors, interrupted_line
 from mtmcs.errors import DataError, MtmcsError, OutputError, UsageError, redact
 from mtmcs.files import cannot_write, no_room
 
@@ -77,6 +77,12 @@ COMMANDS: dict[str, Entry] = {
         "categorize",
         "Assign each distinct unsafe intent one of our ten harm categories.",
     ),
+    "sweep": Entry(
+        "sweep",
+        "sweep",
+        "Run every model of a plan under every defence (resumable), then one report.",
+    ),
+    "list": Entry("catalog", "app", "List what can be named: models, defences, guards, datasets."),
     "serve": Entry(
         "serve",
         "serve",
@@ -115,8 +121,8 @@ class Commands(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
-            errors.print("interrupted; rerun the same command to resume")
+        except KeyboardInterrupt as interrupt:
+            errors.print(interrupted_line(interrupt), highlight=False)
             raise typer.Exit(130) from None
 
     def main(
@@ -134,8 +140,8 @@ class Commands(TyperGroup):
             sys.exit(code if isinstance(code, int) else 0)
         except typer.Exit as exit_:
             sys.exit(exit_.exit_code)
-        except typer.Abort:
-            errors.print("interrupted; rerun the same command to resume")
+        except typer.Abort as abort:
+            errors.print(interrupted_line(abort), highlight=False)
             sys.exit(130)
         except typer.TyperException as error:  # usage errors: typer's own click exceptions
             show = getattr(error, "show", None)
@@ -167,8 +173,24 @@ app = typer.Typer(
 state = {"debug": False}
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from mtmcs import __version__
+
+        typer.echo(f"mtmcs-bench {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False) -> None:
+def _main(
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
     state["debug"] = debug
 
 

@@ -198,11 +198,14 @@ class Summary(Versioned):
 
 class JudgeRecord(RunFile):
     """The judge's verdict of a dialogue: its score (`None` when unscored), explanation and
-    raw reply, or the error of its call."""
+    raw reply, or the error of its call. `masked_raw` is the judge's reply to the replies
+    with verdict-like text masked, when they held some (its verdict is the one recorded:
+    `mtmcs.engine.judging`)."""
 
     score: int | None = None
     explanation: str | None = None
     raw: str | None = None
+    masked_raw: str | None = None
     error: str | None = None
 
 
