@@ -193,6 +193,37 @@ def test_fifo_is_refused_in_a_dry_run_too(tmp_path: Path, opened: list[str]) -> 
     assert not opened
 
 
+def test_fifo_named_as_a_variant_image_is_refused_with_its_field(
+    tmp_path: Path, opened: list[str]
+) -> None:
+    directory = jsonl_dataset(tmp_path / "dataset", "images/ok.png")
+    (directory / "images" / "ok.png").write_bytes(png_bytes())
+    fifo = directory / "images" / "pipe.png"
+    os.mkfifo(fifo)
+    record = json.loads((directory / "type_a.jsonl").read_text())
+    record["variant_images"] = ["images/ok.png", "images/pipe.png"]
+    (directory / "type_a.jsonl").write_text(json.dumps(record) + "\n")
+    problems = problems_of(load_type_a(directory, variants=True))
+    assert [(p.row_id, p.field, p.message) for p in problems] == [
+        (0, "variant_images[1]", "'images/pipe.png' is a FIFO, not a regular file")
+    ]
+    assert str(fifo) not in opened
+
+
+def test_an_image_swapped_for_a_fifo_after_a_dry_run_load_is_refused_when_read(
+    tmp_path: Path,
+) -> None:
+    directory = jsonl_dataset(tmp_path / "dataset", "images/photo.png")
+    image = directory / "images" / "photo.png"
+    image.write_bytes(png_bytes())
+    benchmark = within(PROMPTLY, load_type_a(directory, check_images=False))
+    image.unlink()
+    os.mkfifo(image)
+    with pytest.raises(DataError) as caught:
+        within(PROMPTLY, lambda: benchmark.image_bytes("type_a/0"))
+    assert str(caught.value.problems[0]) == f"{image}: is a FIFO, not a regular file"
+
+
 def test_directory_named_as_an_image_is_refused(tmp_path: Path) -> None:
     directory = jsonl_dataset(tmp_path / "dataset", "images/folder.png")
     (directory / "images" / "folder.png").mkdir()
