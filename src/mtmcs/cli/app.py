@@ -22,7 +22,6 @@ from typer.core import TyperCommand, TyperGroup
 
 from mtmcs.cli.console import errors, interrupted_line
 from mtmcs.errors import DataError, MtmcsError, OutputError, UsageError, redact
-from mtmcs.files import cannot_write, no_room
 
 
 @dataclass(frozen=True)
@@ -198,6 +197,8 @@ def _ours(error: BaseException) -> MtmcsError | None:
     """The error to report as one line, or `None` for a traceback: ours; a file system that
     cannot take more (full, quota, file-size limit, read-only) wherever it was written to;
     the first of a group of concurrent tasks' errors when each of them is one of these."""
+    from mtmcs.files import cannot_write, no_room  # not for `--help`
+
     if isinstance(error, MtmcsError):
         return error
     if isinstance(error, OSError) and no_room(error):
