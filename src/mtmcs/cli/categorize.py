@@ -90,13 +90,13 @@ def categorize(
         connections=max_connections,
         api_key_env=api_key_env,
     )
+    name = model if chosen == "llm" else EMBEDDING_MODEL
+    previous = reusable(read_map(out), chosen, name, out)
     if chosen == "llm":  # a bad URL or a missing key is reported before any work
         base_urls([base_url] if base_url else None, "--base-url", model)
         api_key(model, options)
     benchmark = load_benchmark(dataset, splits(split), revision, LoadOptions(check_images=False))
     intents = [row.unsafe_intent for row in benchmark.rows]
-    name = model if chosen == "llm" else EMBEDDING_MODEL
-    previous = reusable(read_map(out), chosen, name, out)
     if chosen == "llm":
         mapping = categorize_with_llm(
             intents, previous, name, options, store or out.with_suffix(".sqlite")

@@ -35,7 +35,7 @@ from mtmcs.engine.run import RUBRIC_SOURCES, RunConfig, plan_run, run_benchmark
 from mtmcs.engine.scheduler import Role, RunSettings
 from mtmcs.errors import ConfigError
 from mtmcs.guardrails.defences import DEFENCES, DefenceName, Scope
-from mtmcs.models.registry import LocalModelOptions
+from mtmcs.models.registry import LocalModelOptions, ProviderOptions, api_key
 from mtmcs.models.transport import MAX_REPLY_BYTES
 from mtmcs.protocol.judge import DEFAULT_JUDGE
 from mtmcs.protocol.messages import IMAGE_ORDERS, IMAGE_PLACEMENTS
@@ -460,6 +460,11 @@ def run(
     if dry_run:
         print_plan(plan_run(replace(config, check_images=False)), config, assume_latency)
         return
+    for name, env, urls, judge_role in (
+        (model, api_key_env, model_urls, False),
+        (judge, judge_api_key_env, judge_urls, True),
+    ):  # a missing key stops the run before its directory is made
+        api_key(name, ProviderOptions(urls[0] if urls else None, api_key_env=env), judge=judge_role)
     writable_dir(config.out)
     if not execute(config, ray, ray_shards):
         raise typer.Exit(3)
