@@ -33,7 +33,7 @@ from mtmcs.cli.options import (
 from mtmcs.cli.run_output import print_plan, print_summary
 from mtmcs.engine.run import RUBRIC_SOURCES, RunConfig, plan_run, run_benchmark
 from mtmcs.engine.scheduler import Role, RunSettings
-from mtmcs.errors import ConfigError
+from mtmcs.errors import ConfigError, UsageError
 from mtmcs.guardrails.defences import DEFENCES, DefenceName, Scope
 from mtmcs.models.registry import LocalModelOptions, ProviderOptions, api_key
 from mtmcs.models.transport import MAX_REPLY_BYTES
@@ -70,8 +70,9 @@ def decoding_settings(
     *,
     temperature: str | None,
     seed: int | None,
-    max_tokens: int | None,
+    max_tokens: list[str] | None,
     judge_max_tokens: int | None,
+    model_arg: list[str] | None,
     reasoning_effort: str | None,
     judge_reasoning_effort: str | None,
     image_placement: str,
@@ -87,12 +88,15 @@ def decoding_settings(
         raise typer.BadParameter(
             "expected a number or 'none'", param_hint="--temperature"
         ) from None
+    every_kind, by_kind = token_limits(max_tokens)
     return RunSettings(
         temperature=chosen,
         omit_temperature=omit_temperature,
         seed=seed,
-        max_tokens=max_tokens,
+        max_tokens=every_kind,
+        max_tokens_by_kind=by_kind,
         judge_max_tokens=judge_max_tokens,
+        model_args=provider_arguments(model_arg),
         reasoning_effort=_effort(reasoning_effort, "--reasoning-effort"),
         judge_reasoning_effort=_effort(judge_reasoning_effort, "--judge-reasoning-effort"),
         image_placement=choice(image_placement, IMAGE_PLACEMENTS, "--image-placement"),
@@ -100,6 +104,61 @@ def decoding_settings(
         max_connections=max_connections,
         judge_max_connections=judge_max_connections,
     )
+
+
+TOKEN_KINDS = ("turn", "mcq", "tf")
+RESERVED_ARGUMENTS = {
+    "model": "--model",
+    "messages": "the dataset",
+    "stream": "nothing: replies are read whole",
+    "n": "nothing: one reply per call",
+    "max_tokens": "--max-tokens",
+    "max_completion_tokens": "--max-tokens",
+    "temperature": "--temperature",
+    "seed": "--seed",
+    "reasoning_effort": "--reasoning-effort",
+    "thinking": "--reasoning-effort",
+    "system": "the protocol's prompts",
+}
+"""Body fields the run sets itself, and the option that sets them instead of -M."""
+
+
+def token_limits(values: list[str] | None) -> tuple[int | None, tuple[tuple[str, int], ...]]:
+    """`--max-tokens` values: the limit of every kind (`N`) and per-kind limits (`KIND=N`)."""
+    every: int | None = None
+    by_kind: dict[str, int] = {}
+    for value in values or ():
+        kind, _, number = value.rpartition("=")
+        if kind and kind not in TOKEN_KINDS:
+            raise UsageError(f"--max-tokens {value}: the kind is one of {', '.join(TOKEN_KINDS)}")
+        if not number.isdigit() or int(number) < 1:
+            raise UsageError(f"--max-tokens {value}: expected N or KIND=N with N ≥ 1")
+        if kind:
+            by_kind[kind] = int(number)
+        else:
+            every = int(number)
+    return every, tuple(sorted(by_kind.items()))
+
+
+def provider_arguments(values: list[str] | None) -> tuple[tuple[str, str], ...]:
+    """`-M KEY=VALUE` values as (key, JSON text) pairs, sorted: VALUE as JSON when it parses,
+    else as a string; a key the run sets itself is refused, naming the option to use."""
+    import json
+
+    pairs: dict[str, str] = {}
+    for value in values or ():
+        key, equals, raw = value.partition("=")
+        key = key.strip()
+        if not equals or not key:
+            raise UsageError(f"-M {value}: expected KEY=VALUE, e.g. -M top_p=0.9")
+        if key in RESERVED_ARGUMENTS:
+            raise UsageError(f"-M {key}: set by the run; use {RESERVED_ARGUMENTS[key]}")
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = raw
+        pairs[key] = json.dumps(parsed, ensure_ascii=False, sort_keys=True)
+    return tuple(sorted(pairs.items()))
 
 
 def _effort(value: str | None, option: str) -> ReasoningEffort | None:
@@ -271,11 +330,25 @@ def run(
         int | None, typer.Option(help="Sampling seed sent to the model.", rich_help_panel=DECODING)
     ] = None,
     max_tokens: Annotated[
-        int | None,
+        list[str] | None,
         typer.Option(
-            min=1,
-            help="Token limit of every model call (default: the authors' 128 / 64 / 32 for "
-            "turns / MCQ / TF; 256 for reasoning models, hidden reasoning included).",
+            metavar="[KIND=]N",
+            help="Token limit of every model call, or of one kind: turn=N, mcq=N, tf=N "
+            "(repeat; default: the authors' 128 / 64 / 32 for turns / MCQ / TF; 256 for "
+            "reasoning models, hidden reasoning included).",
+            rich_help_panel=DECODING,
+        ),
+    ] = None,
+    model_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model-arg",
+            "-M",
+            metavar="KEY=VALUE",
+            help="Provider argument sent with every call to the model under test (repeat; "
+            "VALUE is read as JSON when it parses, else as text), e.g. -M top_p=0.9 "
+            "-M 'stop=[\"###\"]'. API providers only; recorded in the summary and part of "
+            "each call's store key.",
             rich_help_panel=DECODING,
         ),
     ] = None,
@@ -422,6 +495,7 @@ def run(
         seed=seed,
         max_tokens=max_tokens,
         judge_max_tokens=judge_max_tokens,
+        model_arg=model_arg,
         reasoning_effort=reasoning_effort,
         judge_reasoning_effort=judge_reasoning_effort,
         image_placement=image_placement,
@@ -429,6 +503,11 @@ def run(
         max_connections=max_connections,
         judge_max_connections=judge_max_connections,
     )
+    if settings.model_args and model.split("/", 1)[0] in ("hf", "vllm", "baseline"):
+        raise UsageError(
+            f"-M passes arguments to an API provider; {model} is not one (local models take "
+            "--dtype, --max-pixels …)"
+        )
     defence = defence_choice(defense, defense_text, adashield_selector, defense_scope)
     config = RunConfig(
         model=model,

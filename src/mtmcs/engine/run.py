@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -192,6 +193,7 @@ def build_summary(
             judge=settings.judge,
             seed=settings.seed,
         ),
+        model_args={key: json.loads(value) for key, value in settings.model_args} or None,
         image_placement=settings.image_placement,
         image_order=settings.image_order,
         rubrics=(

@@ -45,14 +45,18 @@ class RunSettings:
     Decoding follows the authors' defaults for the kind of model (`mtmcs.protocol.prompts`):
     `reasoning_model` and `reasoning_judge` say whether the model under test and the judge
     are reasoning models (the run sets them from the model names); the other fields
-    override those defaults when set.
+    override those defaults when set: `max_tokens` for every kind of model call,
+    `max_tokens_by_kind` for one kind (turn, mcq, tf). `model_args` are provider arguments
+    sent with every call to the model under test (`ChatRequest.extra_body`).
     """
 
     temperature: float | None = None
     omit_temperature: bool = False
     seed: int | None = None
     max_tokens: int | None = None
+    max_tokens_by_kind: tuple[tuple[str, int], ...] = ()
     judge_max_tokens: int | None = None
+    model_args: tuple[tuple[str, str], ...] = ()
     reasoning_effort: ReasoningEffort | None = None
     judge_reasoning_effort: ReasoningEffort | None = None
     reasoning_model: bool = False
@@ -68,7 +72,7 @@ class RunSettings:
             kind,
             reasoning=self.reasoning_model,
             effort=self.reasoning_effort,
-            max_tokens=self.max_tokens,
+            max_tokens=dict(self.max_tokens_by_kind).get(kind, self.max_tokens),
             temperature=self.temperature,
             omit_temperature=self.omit_temperature,
         )
@@ -179,6 +183,7 @@ class Scheduler:
                 settings.seed,
                 decoding.reasoning_effort,
                 kind="turn",
+                extra_body=settings.model_args,
             )
             result = await self._call("model", f"{dialogue.id}/turn/{turn + 1}", request)
             if isinstance(result, str):
@@ -212,6 +217,7 @@ class Scheduler:
             decoding.reasoning_effort,
             kind=question.kind,
             option_count=len(question.options),
+            extra_body=settings.model_args,
         )
         result = await self._call("model", question.id, request, question.options)
         outcome = (

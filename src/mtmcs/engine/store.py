@@ -67,6 +67,8 @@ def request_key(model: str, item: str, request: ChatRequest) -> str:
     }
     if request.reasoning_effort is not None:  # absent otherwise: earlier keys stay valid
         payload["reasoning_effort"] = request.reasoning_effort
+    if request.extra_body:  # likewise
+        payload["extra_body"] = [list(pair) for pair in request.extra_body]
     encoded = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     return hashlib.sha256(encoded).hexdigest()
 

@@ -14,6 +14,7 @@ from mtmcs.models.base import (
     ChatRequest,
     Completion,
     call_kind,
+    provider_arguments,
 )
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.transport import (
@@ -102,6 +103,7 @@ class AnthropicChat:
             arguments["max_tokens"] = request.max_tokens + budget
         elif request.temperature is not None:
             extra["temperature"] = request.temperature
+        extra.update(provider_arguments(request))
         if extra:
             # Passed as body fields: not every supported SDK release names them.
             arguments["extra_body"] = extra

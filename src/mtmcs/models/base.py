@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from mtmcs.protocol.messages import Message
 
@@ -21,7 +22,9 @@ class ChatRequest:
     travels apart, in `mtmcs.models.judges.JudgeRequest`). Providers that talk to a real
     model send only `messages` and the decoding settings (and the HTTP providers the call's
     kind in a header, see `call_kind`); `reasoning_effort` goes to reasoning models
-    (`max_tokens` then includes the reasoning).
+    (`max_tokens` then includes the reasoning). `extra_body` holds provider arguments the
+    user gave (`mtmcs run -M key=value`: each value as JSON text), which the API providers
+    add to the request body.
     """
 
     messages: tuple[Message, ...]
@@ -31,6 +34,7 @@ class ChatRequest:
     reasoning_effort: str | None = None
     kind: CallKind = "turn"
     option_count: int = 0
+    extra_body: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,12 @@ CALL_KIND_HEADER = "X-Mtmcs-Call-Kind"
 ignore headers they do not know; test servers route on it rather than on prompt wording)."""
 
 _call_kind: ContextVar[str | None] = ContextVar("mtmcs_call_kind", default=None)
+
+
+def provider_arguments(request: ChatRequest) -> dict[str, Any]:
+    """The provider arguments of `request` (`extra_body`), decoded: what an API provider
+    adds to the request body."""
+    return {key: json.loads(value) for key, value in request.extra_body}
 
 
 def call_kind(request: ChatRequest) -> str:

@@ -18,6 +18,7 @@ from mtmcs.models.base import (
     ChatRequest,
     Completion,
     call_kind,
+    provider_arguments,
 )
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.transport import (
@@ -159,6 +160,7 @@ class OpenAIChat:
             arguments["seed"] = request.seed
         if request.reasoning_effort is not None:
             arguments["reasoning_effort"] = request.reasoning_effort
+        arguments.update(provider_arguments(request))
         return arguments
 
     async def complete(self, request: ChatRequest) -> Completion:

@@ -124,6 +124,7 @@ class RunMetadata(RunFile):
     limit: int | None = None
     variants: bool = False
     decoding: RunDecoding | None = None
+    model_args: dict[str, Any] | None = None  # `mtmcs run -M key=value`, sent with each call
     image_placement: str | None = None
     image_order: str | None = None
     rubrics: str | None = None
@@ -142,10 +143,11 @@ class RunMetadata(RunFile):
         return self.judge_kind.startswith("heuristic")
 
     @model_serializer(mode="wrap")
-    def _without_ray(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _without_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
-        if data.get("ray") is None:
-            data.pop("ray", None)  # only runs spread over Ray say how
+        for key in ("ray", "model_args"):  # only runs spread over Ray / given -M say so
+            if data.get(key) is None:
+                data.pop(key, None)
         return data
 
 
