@@ -111,3 +111,17 @@ def test_one_name_per_concept_across_commands() -> None:
     assert set(seen) <= allowed, seen
     assert seen["--judge-max-connections"] >= {"run", "stances", "judge-check"}
     assert "guard" in seen["--guard-max-connections"]
+
+
+def test_run_files_get_the_permissions_of_any_other_file(tmp_path: Path) -> None:
+    result = invoke(
+        *("run", "--dataset", "sample", "--limit", "1", "--split", "type_a"),
+        *("--model", "baseline/random", "--judge", "baseline/keyword", "--out", str(tmp_path)),
+    )
+    assert result.returncode == 0, result.stderr
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    expected = plain.stat().st_mode & 0o777
+    assert expected & 0o044  # group and others may read (umask 022)
+    for name in ("summary.json", "dialogues.jsonl"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == expected, name

@@ -36,12 +36,23 @@ def cannot_write(path: Path | str, error: OSError) -> str:
     return f"{what} writing {path}; {action} and rerun the same command"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_PERMISSIONS = 0o666 & ~_umask()
+"""The mode a new file gets from `open()` under this process's umask (0644 under 022)."""
+
+
 @contextmanager
 def atomic_file(path: Path, binary: bool = False) -> Iterator[IO[Any]]:
     """A file that replaces `path` once written in full (a temporary file beside it, then a
-    rename); on any error the temporary file is removed and `path` is left as it was. A file
-    system that cannot take it (full, quota, size limit, read-only) is an `OutputError`
-    naming `path`; any other `OSError` is raised as it is."""
+    rename), with the permissions `open()` would give it; on any error the temporary file
+    is removed and `path` is left as it was. A file system that cannot take it (full,
+    quota, size limit, read-only) is an `OutputError` naming `path`; any other `OSError` is
+    raised as it is."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -53,6 +64,7 @@ def atomic_file(path: Path, binary: bool = False) -> Iterator[IO[Any]]:
         mode = "wb" if binary else "w"
         with os.fdopen(descriptor, mode, encoding=None if binary else "utf-8") as handle:
             yield handle
+            os.fchmod(handle.fileno(), _PERMISSIONS)  # as open() would make it, not 0600
         os.replace(temporary, path)
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
