@@ -314,3 +314,26 @@ def test_near_duplicates_by_word_jaccard() -> None:
     words = [f"w{i}" for i in range(20)]
     assert jaccard(set(words), {*words, "extra"}) >= 0.9
     assert jaccard(set(words), set(words[:15])) < 0.9
+
+
+def test_a_reasoning_model_builds_with_its_effort_and_no_temperature(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    images = _copy_sample_images(tmp_path / "images")
+    server = fake_server(ScriptedBuilder([_token_of_file(path) for path in images]))
+    out = tmp_path / "dataset"
+    built = mtmcs(
+        *("build", str(tmp_path / "images"), "--out", str(out), "--per-image", "2"),
+        *("--model", "openai-compatible/gpt-5-mini", "--base-url", server.base_url),
+        *("--reference", "openai-compatible/builder", "--max-retries", "0"),
+    )
+    assert built.returncode == 0, built.stderr + built.stdout
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for request in server.requests:
+        by_model.setdefault(request.body["model"], []).append(request.body)
+    assert set(by_model) == {"gpt-5-mini", "builder"}
+    for body in by_model["gpt-5-mini"]:  # generator and captioner
+        assert "temperature" not in body and body["reasoning_effort"] == "low"
+        assert body["max_tokens"] > 1024
+    for body in by_model["builder"]:  # the single-turn filter
+        assert body["temperature"] == 0.0 and "reasoning_effort" not in body

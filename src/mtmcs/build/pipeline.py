@@ -18,7 +18,9 @@ from mtmcs.data.records import check_image
 from mtmcs.engine.calls import Caller
 from mtmcs.models.base import ChatRequest
 from mtmcs.models.baseline import is_refusal
+from mtmcs.models.registry import is_reasoning_model
 from mtmcs.protocol.messages import Message
+from mtmcs.protocol.prompts import REASONING_EFFORT
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 FILTER_FIELDS = {
@@ -92,9 +94,20 @@ class BuildState:
         self.counts[name] = self.counts.get(name, 0) + amount
 
 
-def build_request(text: str, image: str | None, tokens: int) -> ChatRequest:
-    """A build call: one user message (with the image, if any), greedy, seeded."""
-    return ChatRequest((Message("user", text, image),), tokens, temperature=0.0, seed=0)
+REASONING_ROOM = 1024
+"""Tokens added to a reasoning model's limit for its hidden reasoning."""
+
+
+def build_request(text: str, image: str | None, tokens: int, model: str = "") -> ChatRequest:
+    """A build call to `model`: one user message (with the image, if any), greedy, seeded;
+    a reasoning model (which takes no temperature) gets the authors' low effort instead,
+    with `REASONING_ROOM` more tokens."""
+    message = (Message("user", text, image),)
+    if is_reasoning_model(model):
+        return ChatRequest(
+            message, tokens + REASONING_ROOM, seed=0, reasoning_effort=REASONING_EFFORT
+        )
+    return ChatRequest(message, tokens, temperature=0.0, seed=0)
 
 
 async def structured(
@@ -111,7 +124,7 @@ async def structured(
     error = ""
     for attempt in range(2):
         text = prompt if attempt == 0 else s.retry_prompt(prompt, error)
-        request = build_request(text, image, GENERATION_TOKENS)
+        request = build_request(text, image, GENERATION_TOKENS, caller.name)
         answer = await caller(item, request, kind=stage)
         if isinstance(answer, str):
             state.drops.append(Drop(stage, item, f"call failed: {answer}"))
@@ -239,7 +252,7 @@ async def _single_turns(models: Models, state: BuildState, draft: Draft) -> str 
                 text = getattr(turns, name)
                 item = f"filter/{draft.key}/{modality}/{split}/{name}"
                 labels.append(f"{modality} {split}.{name}")
-                request = build_request(text, image, FILTER_TOKENS)
+                request = build_request(text, image, FILTER_TOKENS, models.reference.name)
                 jobs.append(models.reference(item, request, kind="single_turn_filter"))
     replies = await asyncio.gather(*jobs)
     for label, reply in zip(labels, replies, strict=True):
