@@ -11,7 +11,7 @@ Runs are named by their one label (`RunSummary.label`), as in every table. A fig
 only the panels that have data (a unimodal-only run has no modality gap, an unscored judge no
 mean); with none at all it says "no data" and why. SVG text stays text (searchable).
 
-matplotlib is optional (`pip install 'mtmcs-bench[report]'`) and imported only here, lazily.
+matplotlib is optional (the `report` extra) and imported only here, lazily.
 """
 
 from __future__ import annotations
