@@ -73,12 +73,13 @@ def models() -> None:
 @app.command()
 def defences() -> None:
     """The inference-time defences of `mtmcs run --defense`."""
-    from mtmcs.guardrails.defences import DEFENCE_CLASSES
+    from mtmcs.guardrails.defences import DEFENCE_CLASSES, DEFENCES
 
     table = Table(title="defences: mtmcs run --defense NAME")
     for header in ("name", "what it does", "asks the judge"):
         table.add_column(header, overflow="fold")
-    for name, cls in DEFENCE_CLASSES.items():
+    for name in DEFENCES:
+        cls = DEFENCE_CLASSES[name]
         summary = _first_line(cls.__doc__).removeprefix(f"`{name}`: ")
         asks = "yes" if cls.needs_judge(False) else "optional" if cls.needs_judge(True) else "no"
         table.add_row(name, summary, asks)

@@ -1,0 +1,67 @@
+"""The paper's five inference-time defences, as wrappers around the model under test.
+
+The paper publishes no code for them; these are our implementations of each idea, with
+defence texts written by us:
+
+- `dpp`: a defensive prompt patch appended to every user turn;
+- `adashield-s`: a static instruction to inspect image and text for harmful intent, put
+  before the newest user turn; `adashield-a` picks the defence prompt of a pool that fits
+  the conversation best, by asking the run's judge or, by default, by bag-of-words cosine
+  similarity (offline and dependency-free);
+- `self-reflection`: draft, self-check against the whole conversation, revise: three
+  calls per answer, all kept in the store;
+- `cot`: reason about intent and risk first, inside tags that are stripped from the visible
+  reply (the reasoning is kept in the store);
+- `immune`: the API approximation of Immune's reward-guided decoding: best of N sampled
+  candidates, each scored for safety by a reward model (the run's judge).
+
+Each defence is a small `Defence` class (`base`) in a module of its own, registered by name
+in `DEFENCE_CLASSES`;
+`DefendedModel` does the common part (which calls are defended, the `model+defence` name).
+The judge's calls of a defence (Immune's rewards, AdaShield-A's choice) go through the
+run's judge caller (`AskJudge`): they share its connection limit, are counted among the
+judge's calls and are stored under items of their own (`<item>/reward/<k>`,
+`<item>/selector`). The model's own extra calls (candidates, drafts) are part of the
+defended call and kept in its trace.
+"""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from mtmcs.guardrails.defences.adashield import ADASHIELD_POOL, ADASHIELD_STATIC, most_similar
+from mtmcs.guardrails.defences.base import (
+    DEFENCE_CLASSES,
+    AskJudge,
+    Defence,
+    DefenceName,
+    Scope,
+    register,
+)
+from mtmcs.guardrails.defences.cot import COT_INSTRUCTION
+from mtmcs.guardrails.defences.defended import DefendedModel
+from mtmcs.guardrails.defences.immune import IMMUNE_CANDIDATES
+from mtmcs.guardrails.defences.prompt_patch import DPP_PATCH
+from mtmcs.guardrails.defences.self_reflection import SelfReflection
+
+DEFENCES: tuple[DefenceName, ...] = get_args(DefenceName)
+"""Every defence (`--defense`), in the order of `DefenceName`; each registered above."""
+assert set(DEFENCES) == set(DEFENCE_CLASSES)
+
+__all__ = [
+    "ADASHIELD_POOL",
+    "ADASHIELD_STATIC",
+    "COT_INSTRUCTION",
+    "DEFENCES",
+    "DEFENCE_CLASSES",
+    "DPP_PATCH",
+    "IMMUNE_CANDIDATES",
+    "AskJudge",
+    "Defence",
+    "DefenceName",
+    "DefendedModel",
+    "Scope",
+    "SelfReflection",
+    "most_similar",
+    "register",
+]

@@ -1,0 +1,57 @@
+"""The model under test with a defence applied to its calls."""
+
+from __future__ import annotations
+
+from mtmcs.guardrails.defences.base import DEFENCE_CLASSES, AskJudge, DefenceName, Scope
+from mtmcs.models.base import CallKind, ChatModel, ChatRequest, Completion
+
+
+class DefendedModel:
+    """A model under test with a defence applied to its calls.
+
+    `scope` says which calls are defended: `all` (dialogue turns and intent questions, the
+    default, since the paper reports defences changing MCQ accuracy) or `turns` only. The
+    name (`model+defence`) keeps defended calls apart from undefended ones in the store.
+    `judge` asks the run's judge (Immune's reward model; AdaShield-A's selector when
+    `judge_selects`, else the lexical choice). The defence itself is the class registered
+    under its name in `DEFENCE_CLASSES`.
+    """
+
+    def __init__(
+        self,
+        inner: ChatModel,
+        defence: DefenceName,
+        *,
+        scope: Scope = "all",
+        text: str | None = None,
+        judge: AskJudge | None = None,
+        judge_selects: bool = False,
+    ) -> None:
+        cls = DEFENCE_CLASSES.get(defence)
+        if cls is None:
+            known = ", ".join(DEFENCE_CLASSES)
+            raise ValueError(f"unknown defence {defence!r}; defences: {known}")
+        if judge is None and cls.needs_judge(judge_selects):
+            raise ValueError(f"the {defence} defence needs the run's judge (its reward model)")
+        self.name = f"{inner.name}+{defence}"
+        self.inner = inner
+        self.defence = defence
+        self.scope = scope
+        self.applied = cls(inner, text=text, judge=judge, judge_selects=judge_selects)
+
+    def defends(self, kind: CallKind) -> bool:
+        """Whether calls of this kind go through the defence."""
+        return kind == "turn" or (self.scope == "all" and kind in ("mcq", "tf"))
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """The defended answer outside the engine (the judge's calls under unprefixed items)."""
+        return await self.complete_item("", request)
+
+    async def complete_item(self, item: str, request: ChatRequest) -> Completion:
+        """The defended answer for `item`; the judge's calls are stored under `item/…`."""
+        if not self.defends(request.kind):
+            return await self.inner.complete(request)
+        return await self.applied.answer(item, request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
