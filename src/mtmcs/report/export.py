@@ -8,19 +8,25 @@ the dialogue (`id` … `intent`, `unsafe_intent`, `harm_category` with `--catego
 dialogue (e.g. `mcq_2`, `tf_0`): `<q>_answer`, `<q>_ground_truth`, `<q>_correct`,
 `<q>_error`. Questions a dialogue lacks are empty. In the CSV, text cells that a spreadsheet
 would read as a formula are quoted (`mtmcs.files.csv_cell`).
+
+Every string read here (dialogues, stances, the summary, the run's name and label) passes
+through `mtmcs.errors.redact` on the way in, so no output of `mtmcs report` holds an API key
+known at report time, in any form `redact` knows, even from run files written without it.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from mtmcs.errors import redact, redaction
 from mtmcs.files import csv_cell
 from mtmcs.report.leaderboard import RunSummary
 from mtmcs.scoring.rundir import RunDir
+from mtmcs.scoring.runfiles import Summary
 from mtmcs.scoring.stance_summary import RunStances, run_stances
 
 RUN_COLUMNS = ("run", "run_dir", "model", "judge", "judge_kind")
@@ -49,15 +55,62 @@ class RunRecords:
 
 
 def read_run_records(run: RunSummary) -> RunRecords:
-    """A run's checked `dialogues.jsonl` and `turn_stances.jsonl`, read once for every output."""
+    """A run's checked `dialogues.jsonl` and `turn_stances.jsonl`, read once for every output,
+    with the run: every string in them redacted (`redact_strings`)."""
     run_dir = RunDir(run.path)
     dialogues = [record.model_dump(mode="json") for record in run_dir.read_dialogues()]
-    stances = run_dir.read_stances()
+    records = run_dir.read_stances()
+    stances = None if records is None else run_stances(str(run_dir.stances_path), records)
+    clean = redaction()
+    if clean is None:  # no key known: nothing to look for
+        return RunRecords(run, dialogues, stances)
+    memo: dict[str, str] = {}
+    if stances is not None:
+        stances = RunStances(
+            redact_strings(stances.judge, clean, memo),
+            {redact_strings(k, clean, memo): v for k, v in stances.stances.items()},
+        )
     return RunRecords(
-        run,
-        dialogues,
-        None if stances is None else run_stances(str(run_dir.stances_path), stances),
+        redacted_run(run, clean, memo), redact_strings(dialogues, clean, memo), stances
     )
+
+
+def redacted_run(
+    run: RunSummary, clean: Callable[[str], str], memo: dict[str, str] | None = None
+) -> RunSummary:
+    """`run` with its name, label and every string of its summary redacted by `clean`."""
+    memo = {} if memo is None else memo
+    dumped = run.summary.model_dump(mode="json")
+    cleaned = redact_strings(dumped, clean, memo)
+    summary = run.summary if cleaned == dumped else Summary.model_validate(cleaned, strict=False)
+    return replace(
+        run,
+        name=redact_strings(run.name, clean, memo),
+        alias=redact_strings(run.alias, clean, memo),
+        summary=summary,
+    )
+
+
+def redact_strings(value: Any, clean: Callable[[str], str], memo: dict[str, str]) -> Any:
+    """JSON-like `value` with every string in it, mapping keys included, passed through
+    `clean` (each distinct string once: `memo`). Two keys that become one after redaction
+    (failure causes differing only in a key) are merged, counts added."""
+    if isinstance(value, str):
+        cleaned = memo.get(value)
+        if cleaned is None:
+            cleaned = memo[value] = clean(value)
+        return cleaned
+    if isinstance(value, list | tuple):
+        return [redact_strings(item, clean, memo) for item in value]
+    if isinstance(value, dict):
+        result: dict[Any, Any] = {}
+        for key, item in value.items():
+            key, item = redact_strings(key, clean, memo), redact_strings(item, clean, memo)
+            before = result.get(key)
+            both_counts = all(type(n) is int for n in (before, item))
+            result[key] = before + item if key in result and both_counts else item
+        return result
+    return value
 
 
 def flatten(
@@ -66,7 +119,7 @@ def flatten(
     """One dialogue record as a flat row (with its harm category when a lookup is given)."""
     row: dict[str, Any] = {
         "run": run.name,
-        "run_dir": str(run.path),
+        "run_dir": redact(str(run.path)),
         "model": run.model,
         "judge": run.judge,
         "judge_kind": run.judge_kind,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from mtmcs.errors import ConfigError, StoreError
+from mtmcs.errors import ConfigError, StoreError, redact
 from mtmcs.report.breakdowns import (
     Breakdown,
     category_breakdown,
@@ -94,8 +94,8 @@ def write_report(
     dataset's). `warn` is told, one line each, of runs over different items and of images
     left out.
     """
-    runs = load_runs(run_dirs)
-    records = [read_run_records(run) for run in runs]
+    records = [read_run_records(run) for run in load_runs(run_dirs)]
+    runs = [r.run for r in records]  # every string redacted (mtmcs.report.export)
     expected = expected_rows(dialogue for r in records for dialogue in r.dialogues)
     check = check_items(records)
     if warn is not None and (line := check.warning()):
@@ -132,6 +132,7 @@ def write_report(
         from mtmcs.report.media import Media, scenario_media
 
         media = scenario_media(records, captions) if images else Media()
+        media.captions.update({key: redact(text) for key, text in media.captions.items()})
         for note in media.notes:
             if warn is not None:
                 warn(note)
