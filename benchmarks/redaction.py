@@ -1,4 +1,4 @@
-"""What `mtmcs.errors.redact` costs per reply (it runs on every reply, trace and cause).
+"""What `mtmcs.keys.redact` costs per reply (it runs on every reply, trace and cause).
 
     python benchmarks/redaction.py [--size 2048] [--number 5000]
 
@@ -18,7 +18,7 @@ import string
 import time
 import timeit
 
-from mtmcs.errors import redact, remember_secret
+from mtmcs.keys import redact, remember_secret
 
 PROSE = (
     "the model replied that it cannot help with this request because it may cause harm; "

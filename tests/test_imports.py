@@ -21,7 +21,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"engine", "passes", "build", "report", "sweeps"}),
     frozenset({"scoring", "guardrails", "models", "data"}),
     frozenset({"protocol"}),
-    frozenset({"errors", "files", "extras", "__init__"}),
+    frozenset({"errors", "keys", "files", "extras", "__init__"}),
 )
 HEAVY = ("numpy", "pyarrow", "datasets", "PIL", "matplotlib", "torch")
 

@@ -1,6 +1,6 @@
 """API keys are redacted in every common encoding, from everything stored and exported.
 
-Unit tests of `mtmcs.errors.redact` for each encoding (and for ordinary text, short values
+Unit tests of `mtmcs.keys.redact` for each encoding (and for ordinary text, short values
 and partial keys, which stay as they are); a run against a server that echoes the key in
 every encoding inside successful replies and verdicts, whose store, run files and report
 exports hold it in none; and a run directory written with the key in clear (as an old
@@ -24,9 +24,9 @@ import pytest
 
 from command import invoke
 from fakeserver import FakeServer, RecordedRequest
-from mtmcs import errors
+from mtmcs import keys
 from mtmcs.engine.run import run_benchmark
-from mtmcs.errors import redact, remember_secret
+from mtmcs.keys import redact, remember_secret
 from mtmcs.report.export import redact_strings
 from test_run_e2e import config, kind_of
 
@@ -253,7 +253,7 @@ def test_gaps_are_taken_out_fast_exactly_as_the_split_takes_them_out() -> None:
     rng = random.Random(15)
     for _ in range(2000):
         text = random_text(rng, 30)
-        assert errors._without_gaps(text) == "".join(errors._gap_pattern().split(text)[::2])
+        assert keys._without_gaps(text) == "".join(keys._gap_pattern().split(text)[::2])
 
 
 # --- leaks, searched in raw bytes and in every decoded string ------------------------------------

@@ -21,7 +21,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from mtmcs.cli.console import errors, interrupted_line
-from mtmcs.errors import DataError, MtmcsError, OutputError, UsageError, redact
+from mtmcs.errors import DataError, MtmcsError, OutputError, UsageError
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,8 @@ class Commands(TyperGroup):
             if ours is None or state["debug"]:
                 _print_traceback()
             else:
-                from mtmcs.protocol.text import printable  # not for `--help`
+                from mtmcs.keys import redact  # not for `--help`
+                from mtmcs.protocol.text import printable
 
                 errors.print("[red]error:[/]", end=" ")
                 errors.print(
@@ -210,6 +211,8 @@ def _ours(error: BaseException) -> MtmcsError | None:
 
 
 def _print_traceback() -> None:
+    from mtmcs.keys import redact
+
     sys.stderr.write(redact(traceback.format_exc()))
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import cast
 
-from mtmcs.errors import ProviderError, redact
+from mtmcs.errors import ProviderError
+from mtmcs.keys import redact
 from mtmcs.models.base import CallFailed, ChatModel, ChatRequest, Completion, ItemAwareModel
 from mtmcs.models.judges import Judge, JudgeRequest
 from mtmcs.protocol.text import normalised

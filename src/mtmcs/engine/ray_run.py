@@ -18,8 +18,9 @@ from typing import Any
 
 from mtmcs.engine.run import RunConfig, RunResult, plan_run, run_benchmark
 from mtmcs.engine.store import Store
-from mtmcs.errors import SECRET_VARIABLES, ConfigError
+from mtmcs.errors import ConfigError
 from mtmcs.extras import install_hint
+from mtmcs.keys import SECRET_VARIABLES
 from mtmcs.scoring.rundir import STORE_FILE, RunDir
 from mtmcs.scoring.runfiles import RayShards
 

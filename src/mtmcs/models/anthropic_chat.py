@@ -6,7 +6,7 @@ from typing import Any
 
 import anthropic
 
-from mtmcs.errors import remember_secret
+from mtmcs.keys import remember_secret
 from mtmcs.models.base import (
     CALL_KIND_HEADER,
     REASONING_EXHAUSTED,

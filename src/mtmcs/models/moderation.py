@@ -13,7 +13,7 @@ from typing import Any
 
 import openai
 
-from mtmcs.errors import remember_secret
+from mtmcs.keys import remember_secret
 from mtmcs.models.base import ChatRequest, Completion
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.transport import sdk_errors

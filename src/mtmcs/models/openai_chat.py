@@ -10,7 +10,7 @@ from typing import Any, Literal
 import openai
 from openai.types.chat import ChatCompletion
 
-from mtmcs.errors import remember_secret
+from mtmcs.keys import remember_secret
 from mtmcs.models.base import (
     CALL_KIND_HEADER,
     REASONING_EXHAUSTED,

@@ -10,7 +10,7 @@ dialogue (e.g. `mcq_2`, `tf_0`): `<q>_answer`, `<q>_ground_truth`, `<q>_correct`
 would read as a formula are quoted (`mtmcs.files.csv_cell`).
 
 Every string read here (dialogues, stances, the summary, the run's name and label) passes
-through `mtmcs.errors.redact` on the way in, so no output of `mtmcs report` holds an API key
+through `mtmcs.keys.redact` on the way in, so no output of `mtmcs report` holds an API key
 known at report time, in any form `redact` knows, even from run files written without it.
 """
 
@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mtmcs.errors import redact, redaction
 from mtmcs.files import csv_cell
+from mtmcs.keys import redact, redaction
 from mtmcs.report.leaderboard import RunSummary
 from mtmcs.scoring.rundir import RunDir
 from mtmcs.scoring.runfiles import Summary

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from mtmcs.errors import ConfigError, StoreError, redact
+from mtmcs.errors import ConfigError, StoreError
+from mtmcs.keys import redact
 from mtmcs.report.breakdowns import (
     Breakdown,
     category_breakdown,
