@@ -10,13 +10,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from mtmcs.guardrails.defences.base import (
+    AnswerCalls,
     Defence,
     conversation_text,
     last_user,
     register,
     with_user_text,
 )
-from mtmcs.models.base import ChatRequest, Completion
+from mtmcs.models.base import CallKind, ChatRequest, Completion
 from mtmcs.models.judges import JudgeRequest
 from mtmcs.protocol.messages import Message
 
@@ -107,6 +108,12 @@ class AdaptiveShield(_Shield):
     @classmethod
     def needs_judge(cls, judge_selects: bool) -> bool:
         return judge_selects
+
+    @classmethod
+    def calls_per_answer(cls, kind: CallKind, *, judge_selects: bool) -> AnswerCalls:
+        if judge_selects:
+            return AnswerCalls({"model": 1, "selector": 1}, in_sequence=2)
+        return AnswerCalls()
 
     async def shield(self, item: str, conversation: str) -> tuple[str, tuple[tuple[str, str], ...]]:
         if not self.judge_selects or self.judge is None:

@@ -3,15 +3,32 @@ judge's interface for a defence, and helpers over a request's messages."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal, Protocol
 
-from mtmcs.models.base import ChatModel, ChatRequest, Completion
+from mtmcs.models.base import CallKind, ChatModel, ChatRequest, Completion
 from mtmcs.models.judges import JudgeRequest
 from mtmcs.protocol.messages import Message, transcript_text
 
 DefenceName = Literal["dpp", "adashield-s", "adashield-a", "self-reflection", "cot", "immune"]
 Scope = Literal["all", "turns"]
+DefenceRole = Literal["model", "reward", "selector"]
+"""Who a defended call calls: the model under test, Immune's reward model, AdaShield-A's
+selector (each counted apart in a run's summary and plan)."""
+
+UNFINISHED = "unfinished"
+"""The finish reason of a defended answer the model did not finish (CoT: the reasoning cut
+off, or nothing after it): its text is kept as the model wrote it and stored, but never
+read as an answer (a question is unparseable) and the run counts it (`unfinished`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerCalls:
+    """What one defended answer costs: calls by role, and how many of them run one after
+    another (the answer's share of the critical path)."""
+
+    by_role: dict[DefenceRole, int] = field(default_factory=lambda: {"model": 1})
+    in_sequence: int = 1
 
 
 class AskJudge(Protocol):
@@ -50,6 +67,12 @@ class Defence:
     def needs_judge(cls, judge_selects: bool) -> bool:
         """Whether this defence asks the run's judge (so needs one)."""
         return False
+
+    @classmethod
+    def calls_per_answer(cls, kind: CallKind, *, judge_selects: bool) -> AnswerCalls:
+        """The calls one defended call of `kind` makes (the plan counts them; the run
+        counts the calls actually made): by default one call of the model."""
+        return AnswerCalls()
 
     async def answer(self, item: str, request: ChatRequest) -> Completion:
         """The defended answer to `request`; the judge's calls are stored under `item/…`;

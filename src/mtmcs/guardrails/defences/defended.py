@@ -2,8 +2,33 @@
 
 from __future__ import annotations
 
-from mtmcs.guardrails.defences.base import DEFENCE_CLASSES, AskJudge, DefenceName, Scope
+from mtmcs.guardrails.defences.base import (
+    DEFENCE_CLASSES,
+    AnswerCalls,
+    AskJudge,
+    DefenceName,
+    Scope,
+)
 from mtmcs.models.base import CallKind, ChatModel, ChatRequest, Completion
+
+
+def defends(scope: Scope, kind: CallKind) -> bool:
+    """Whether a defence of this scope answers calls of this kind."""
+    return kind == "turn" or (scope == "all" and kind in ("mcq", "tf"))
+
+
+def calls_per_answer(
+    defence: DefenceName | None,
+    kind: CallKind,
+    *,
+    scope: Scope = "all",
+    judge_selects: bool = False,
+) -> AnswerCalls:
+    """The calls one call of `kind` costs under `defence` (`None`: undefended): one call of
+    the model when the scope leaves it undefended, else what the defence declares."""
+    if defence is None or not defends(scope, kind):
+        return AnswerCalls()
+    return DEFENCE_CLASSES[defence].calls_per_answer(kind, judge_selects=judge_selects)
 
 
 class DefendedModel:
@@ -37,11 +62,18 @@ class DefendedModel:
         self.inner = inner
         self.defence = defence
         self.scope = scope
+        self.judge_selects = judge_selects
         self.applied = cls(inner, text=text, judge=judge, judge_selects=judge_selects)
 
     def defends(self, kind: CallKind) -> bool:
         """Whether calls of this kind go through the defence."""
-        return kind == "turn" or (self.scope == "all" and kind in ("mcq", "tf"))
+        return defends(self.scope, kind)
+
+    def calls_per_answer(self, request: ChatRequest) -> AnswerCalls:
+        """The calls answering `request` costs (a stored answer counts them as cached)."""
+        return calls_per_answer(
+            self.defence, request.kind, scope=self.scope, judge_selects=self.judge_selects
+        )
 
     async def complete(self, request: ChatRequest) -> Completion:
         """The defended answer outside the engine (the judge's calls under unprefixed items)."""

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from mtmcs.guardrails.defences.base import Defence, conversation_text, register
-from mtmcs.models.base import ChatRequest, Completion
+from mtmcs.guardrails.defences.base import AnswerCalls, Defence, conversation_text, register
+from mtmcs.models.base import CallKind, ChatRequest, Completion
 from mtmcs.models.judges import JudgedDialogue, JudgeRequest
 from mtmcs.protocol.judge import parse_verdict
 from mtmcs.protocol.messages import Message
@@ -32,6 +32,11 @@ class Immune(Defence):
     @classmethod
     def needs_judge(cls, judge_selects: bool) -> bool:
         return True
+
+    @classmethod
+    def calls_per_answer(cls, kind: CallKind, *, judge_selects: bool) -> AnswerCalls:
+        n = IMMUNE_CANDIDATES
+        return AnswerCalls({"model": n, "reward": n}, in_sequence=2)
 
     async def answer(self, item: str, request: ChatRequest) -> Completion:
         judge = self.judge
