@@ -32,7 +32,7 @@ from mtmcs.guardrails.guard_eval import WHOLE_PREFIX, dialogue_flags, summarise
 from mtmcs.guardrails.guards import GUARD_FORMATS, GUARD_KINDS
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, api_key
-from mtmcs.passes.guard import build_guard, classify_dialogues, write_results
+from mtmcs.passes.guard import build_guard, classify_dialogues, planned_calls, write_results
 from mtmcs.protocol.dialogues import expand_row
 
 
@@ -83,18 +83,23 @@ def guard(
     guard_format: Annotated[
         str,
         typer.Option(
-            help="llama-guard only. raw: user turns as chat messages, the server's chat "
-            "template builds the guard prompt (vLLM with the model's template); prompt: our "
-            "Llama Guard prompt as one user message."
+            help="llama-guard only. raw: each prefix's user turns joined as one user message "
+            "(with the image), the stock server's Llama Guard 3/4 chat template builds the "
+            "guard prompt; prompt: our copy of the Llama Guard 3 prompt as one user "
+            "message, only for a pass-through server whose template adds nothing."
         ),
-    ] = "prompt",
+    ] = "raw",
     guard_base_url: Annotated[
         str | None, typer.Option(help="Server of the guard, e.g. http://localhost:8000/v1.")
     ] = None,
     api_key_env: ApiKeyEnvOption = None,
     images: Annotated[
-        bool, typer.Option(help="Send the image of multimodal dialogues (off for text guards).")
-    ] = True,
+        bool | None,
+        typer.Option(
+            help="Send the image of multimodal dialogues (default: yes, except for "
+            "shieldgemma, a text model)."
+        ),
+    ] = None,
     dataset: DatasetOption = DEFAULT_DATASET,
     split: SplitOption = None,
     modality: ModalityOption = None,
@@ -139,12 +144,14 @@ def guard(
         limiter=limiter,
         api_key_env=api_key_env,
     )
+    planned = planned_calls(model, dialogues)
     calls, counts = classify_dialogues(model, dialogues, encoder, limiter, out)
     metadata = {
         "guard": guard,
         "guard_kind": kind,
         "guard_format": fmt if kind == "llama-guard" else None,
-        "images": images,
+        "images": model.images,
+        "policies": list(model.parts) if kind == "shieldgemma" else None,
         "dataset": benchmark.name,
         "revision": benchmark.revision,
         "splits": list(chosen_splits),
@@ -152,8 +159,9 @@ def guard(
         "limit": limit,
         "rows": len(rows),
         "dialogues": len(dialogues),
-        "calls": len(calls),
-        "failed_calls": sum(call.verdict is None for call in calls),
+        "verdicts": len(calls),
+        "calls": planned,
+        "failed_verdicts": sum(call.verdict is None for call in calls),
         "whole_dialogue_prefix": f"R1-R{WHOLE_PREFIX}",
         "positives": "unsafe dialogues",
     }
@@ -164,8 +172,9 @@ def guard(
         raise StoreError(f"cannot write guard results to {out}: {error.strerror}") from error
     console.print(guard_table(summary))
     console.print(
-        f"{len(calls)} guard calls ({counts.made} made, {counts.cached} from the store), "
-        f"{metadata['failed_calls']} failed; results: {out}",
+        f"{len(calls)} guard verdicts from {planned} calls ({counts.made} made, "
+        f"{counts.cached} from the store), {metadata['failed_verdicts']} failed; "
+        f"results: {out}",
         soft_wrap=True,
     )
     if calls and all(call.verdict is None for call in calls):

@@ -59,6 +59,7 @@ class GuardCall:
             "unsafe": verdict.unsafe if verdict else None,
             "categories": list(verdict.categories) if verdict else [],
             "score": verdict.score if verdict else None,
+            "policies": dict(verdict.policies) if verdict and verdict.policies else None,
             "raw": verdict.raw if verdict else None,
             "error": self.error,
         }

@@ -1,8 +1,9 @@
 """`mtmcs guard` as a pass: a guard classifies each dialogue after R1, R1–R2 and R1–R3.
 
 Every call goes through a `Caller` (the command keeps its store in the output directory),
-so a rerun makes no call but those that failed. Records and scores are in
-`mtmcs.guardrails.guard_eval`.
+so a rerun makes no call but those that failed. A prefix is one call, or one per policy
+for ShieldGemma (`Guard.parts`); `planned_calls` counts them before the run. Records and
+scores are in `mtmcs.guardrails.guard_eval`.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mtmcs.engine.calls import CallCounts, Caller
+from mtmcs.engine.calls import Answer, CallCounts, Caller
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.store import Store
 from mtmcs.errors import ConfigError
 from mtmcs.files import write_json, write_jsonl
 from mtmcs.guardrails.guard_eval import PREFIXES, GuardCall
 from mtmcs.guardrails.guards import Guard, GuardFormat, GuardKind, GuardVerdict
+from mtmcs.models.base import ChatRequest
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import ProviderOptions, api_key, create_model, split_name
 from mtmcs.protocol.types import Dialogue
@@ -36,7 +38,7 @@ def build_guard(
     *,
     base_url: str | None,
     guard_format: GuardFormat,
-    send_images: bool,
+    send_images: bool | None,
     max_retries: int,
     timeout: float,
     connections: int,
@@ -76,15 +78,27 @@ def build_guard(
     return Guard(create_model(name, images, options), kind, guard_format, send_images)
 
 
-def guard_item(dialogue: Dialogue, prefix: int) -> str:
-    """The store item of the guard call on a dialogue's user turns R1..R`prefix`."""
-    return f"{dialogue.id}/guard/R{prefix}"
+def guard_item(dialogue: Dialogue, prefix: int, part: str = "") -> str:
+    """The store item of the guard call on a dialogue's user turns R1..R`prefix` (and
+    the part, e.g. a ShieldGemma policy)."""
+    item = f"{dialogue.id}/guard/R{prefix}"
+    return f"{item}/{part}" if part else item
+
+
+def planned_calls(guard: Guard, dialogues: Sequence[Dialogue]) -> int:
+    """The calls `run_guard` makes on `dialogues` with an empty store."""
+    return len(dialogues) * len(PREFIXES) * len(guard.parts)
 
 
 def _verdict(guard: Guard, text: str) -> dict[str, Any]:
     """The guard's verdict in an answer, as stored (its text is the answer's)."""
     found = guard.parse(text)
     return {"unsafe": found.unsafe, "categories": list(found.categories), "score": found.score}
+
+
+def _stored_verdict(answer: Answer) -> GuardVerdict:
+    found = answer.parsed
+    return GuardVerdict(found["unsafe"], tuple(found["categories"]), found["score"], answer.text)
 
 
 async def run_guard(
@@ -101,22 +115,31 @@ async def run_guard(
     pending = Counter(d.image_id for d in dialogues if d.image_id is not None)
     pending = Counter({image: count * len(PREFIXES) for image, count in pending.items()})
 
-    async def one(dialogue: Dialogue, prefix: int) -> GuardCall:
-        request = guard.request(dialogue.turns[:prefix], dialogue.image_id)
-        answer = await caller(
-            guard_item(dialogue, prefix),
+    async def part(
+        dialogue: Dialogue, prefix: int, name: str, request: ChatRequest
+    ) -> Answer | str:
+        return await caller(
+            guard_item(dialogue, prefix, name),
             request,
             parse=lambda text: _verdict(guard, text),
             kind="guard",
         )
-        if isinstance(answer, str):
-            call = GuardCall(dialogue, prefix, None, answer)
+
+    async def one(dialogue: Dialogue, prefix: int) -> GuardCall:
+        requests = guard.requests(dialogue.turns[:prefix], dialogue.image_id)
+        answers = await asyncio.gather(
+            *(part(dialogue, prefix, n, r) for n, r in zip(guard.parts, requests, strict=True))
+        )
+        failed = next((answer for answer in answers if isinstance(answer, str)), None)
+        if failed is not None:
+            call = GuardCall(dialogue, prefix, None, failed)
         else:
-            found = answer.parsed
-            verdict = GuardVerdict(
-                found["unsafe"], tuple(found["categories"]), found["score"], answer.text
-            )
-            call = GuardCall(dialogue, prefix, verdict)
+            verdicts = [
+                (name, _stored_verdict(answer))
+                for name, answer in zip(guard.parts, answers, strict=True)
+                if isinstance(answer, Answer)
+            ]
+            call = GuardCall(dialogue, prefix, guard.combine(verdicts))
         if dialogue.image_id is not None:
             pending[dialogue.image_id] -= 1
             if pending[dialogue.image_id] == 0 and release is not None:
