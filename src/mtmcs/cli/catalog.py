@@ -37,9 +37,14 @@ PROVIDER_NAMING = {
 """How each provider's models are named, and what it needs."""
 
 GUARD_DESCRIPTIONS = {
-    "llama-guard": "Llama Guard 3 / 3-Vision / 4: 'safe', or 'unsafe' and categories S1–S14",
-    "shieldgemma": "a ShieldGemma-style policy question answered Yes (violates) or No",
-    "dialogue-json": "a LLaVAShield-style dialogue guard: one JSON rating, category, rationale",
+    "llama-guard": "Llama Guard 3 / 3-Vision / 4 on a stock vLLM server (its own chat "
+    "template): each prefix as one user message (--guard-format raw, the default); "
+    "'safe', or 'unsafe' and categories S1–S14. --guard-format prompt: our Llama Guard 3 "
+    "prompt, for pass-through templates only",
+    "shieldgemma": "ShieldGemma (model-card prompt): one call per published policy (four), "
+    "Yes/No each, unsafe if any says Yes; text only unless --images",
+    "dialogue-json": "a LLaVAShield-style dialogue guard; reads LLaVAShield's <OUTPUT> JSON "
+    "(user_rating, user_dimension) or one JSON rating, category, rationale",
     "openai-moderation": "the OpenAI moderation endpoint (omni-moderation-latest)",
 }
 """What each guard kind (`mtmcs guard --guard-kind`) asks and reads."""
