@@ -41,8 +41,10 @@ GUARD_DESCRIPTIONS = {
     "template): each prefix as one user message (--guard-format raw, the default); "
     "'safe', or 'unsafe' and categories S1–S14. --guard-format prompt: our Llama Guard 3 "
     "prompt, for pass-through templates only",
-    "shieldgemma": "ShieldGemma (model-card prompt): one call per published policy (four), "
-    "Yes/No each, unsafe if any says Yes; text only unless --images",
+    "shieldgemma": "ShieldGemma on a stock vLLM server: one call per published policy (four), "
+    "the user turns as the message and the policy as chat_template_kwargs.guideline (raw; "
+    "prompt: the model card's prompt); Yes/No each, unsafe if any says Yes; text only "
+    "unless --images",
     "dialogue-json": "a LLaVAShield-style dialogue guard; reads LLaVAShield's <OUTPUT> JSON "
     "(user_rating, user_dimension) or one JSON rating, category, rationale",
     "openai-moderation": "the OpenAI moderation endpoint (omni-moderation-latest)",

@@ -83,10 +83,12 @@ def guard(
     guard_format: Annotated[
         str,
         typer.Option(
-            help="llama-guard only. raw: each prefix's user turns joined as one user message "
-            "(with the image), the stock server's Llama Guard 3/4 chat template builds the "
-            "guard prompt; prompt: our copy of the Llama Guard 3 prompt as one user "
-            "message, only for a pass-through server whose template adds nothing."
+            help="llama-guard and shieldgemma. raw: each prefix's user turns joined as one "
+            "user message (with the image), the stock server's chat template builds the "
+            "guard prompt (ShieldGemma's policy sent as chat_template_kwargs.guideline); "
+            "prompt: the guard prompt itself (our copy of Llama Guard 3's, ShieldGemma's "
+            "model-card prompt) as one user message, only for a pass-through server whose "
+            "template adds nothing."
         ),
     ] = "raw",
     guard_base_url: Annotated[
@@ -149,7 +151,7 @@ def guard(
     metadata = {
         "guard": guard,
         "guard_kind": kind,
-        "guard_format": fmt if kind == "llama-guard" else None,
+        "guard_format": fmt if kind in ("llama-guard", "shieldgemma") else None,
         "images": model.images,
         "policies": list(model.parts) if kind == "shieldgemma" else None,
         "dataset": benchmark.name,

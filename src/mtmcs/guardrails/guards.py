@@ -11,8 +11,11 @@ answers whether they are unsafe. Four kinds, each with its own request and parse
   input has no assistant turns, so several user messages would be refused; `prompt` sends
   our own copy of the Llama Guard 3 prompt as one user message, only for pass-through
   servers whose template adds nothing.
-- `shieldgemma`: ShieldGemma's model-card prompt, one published policy per call (four
-  calls per prefix), each answered `Yes` (violates) or `No`; unsafe if any policy says Yes.
+- `shieldgemma`: one published policy per call (four calls per prefix), each answered
+  `Yes` (violates) or `No`; unsafe if any policy says Yes. `raw` sends the joined user
+  turns as the user message and the policy as the template variable `guideline`
+  (vLLM's `chat_template_kwargs`), which ShieldGemma's own chat template turns into its
+  prompt; `prompt` sends the model card's prompt itself, for pass-through servers.
 - `dialogue-json`: a LLaVAShield-style dialogue guard over the whole (multimodal)
   conversation; its answer is read in LLaVAShield's own output format (`<OUTPUT>` and a
   fenced JSON with `user_rating`, `user_dimension`, `user_rationale`) or as our earlier
@@ -320,7 +323,7 @@ def guard_messages(
     policy: str = "",
 ) -> tuple[Message, ...]:
     """The one user message of a guard call on user turns R1..Rk (with the image)."""
-    if kind == "llama-guard" and guard_format == "raw":
+    if kind in ("llama-guard", "shieldgemma") and guard_format == "raw":
         text = joined_turns(turns)
     elif kind == "llama-guard":
         text = llama_guard_prompt(turns)
@@ -396,9 +399,16 @@ class Guard:
                 guard_messages(self.kind, turns, image, self.guard_format, policies.get(part, "")),
                 max_tokens=_MAX_TOKENS[self.kind],
                 temperature=0.0,
+                extra_body=self._template_arguments(policies.get(part, "")),
             )
             for part in self.parts
         )
+
+    def _template_arguments(self, policy: str) -> tuple[tuple[str, str], ...]:
+        """ShieldGemma `raw`: the policy as its chat template's `guideline` variable."""
+        if self.kind != "shieldgemma" or self.guard_format != "raw":
+            return ()
+        return (("chat_template_kwargs", json.dumps({"guideline": policy})),)
 
     def parse(self, text: str) -> GuardVerdict:
         """The verdict in one answer of the guard (`unsafe=None` when it cannot be read)."""
