@@ -67,14 +67,15 @@ def expected_prefixes() -> set[str]:
 
 
 def guard_requests(
-    tmp_path: Path, fake_server: Callable[..., FakeServer], *options: str
+    tmp_path: Path, fake_server: Callable[..., FakeServer], checkpoint: str
 ) -> list[list[dict[str, Any]]]:
-    """The messages of every call `mtmcs guard` (llama-guard, its defaults) makes."""
+    """The messages of every call of the documented `mtmcs guard` command (llama-guard,
+    its defaults) for a guard checkpoint."""
     server = fake_server("safe")
     result = mtmcs(
         "guard",
         "--guard",
-        "openai-compatible/meta-llama/Llama-Guard-3-8B",
+        f"openai-compatible/{checkpoint}",
         "--guard-base-url",
         server.base_url,
         "--dataset",
@@ -83,7 +84,6 @@ def guard_requests(
         "1",
         "--out",
         str(tmp_path / "guard"),
-        *options,
     )
     assert result.returncode == 0, result.stderr
     return [request.body["messages"] for request in server.requests]
@@ -101,8 +101,9 @@ def category_block(rendered: str) -> str:
 def test_raw_requests_render_through_the_real_llama_guard_3_template_for_every_prefix(
     tmp_path: Path, fake_server: Callable[..., FakeServer]
 ) -> None:
-    requests = guard_requests(tmp_path, fake_server, "--no-images")
+    requests = guard_requests(tmp_path, fake_server, "meta-llama/Llama-Guard-3-8B")
     assert len(requests) == 8 * 3
+    assert all(isinstance(m["content"], str) for ms in requests for m in ms)  # no image
     rendered = [render("llama_guard_3_8b.jinja", as_vllm(m, parts=False)) for m in requests]
     trained = "".join(f"{code}: {name}.\n" for code, name in LLAMA_GUARD_CATEGORIES)
     for prompt in rendered:
@@ -130,7 +131,7 @@ def test_the_real_template_refuses_the_user_turns_as_separate_messages() -> None
 def test_raw_requests_with_the_image_render_through_the_llama_guard_3_vision_template(
     tmp_path: Path, fake_server: Callable[..., FakeServer]
 ) -> None:
-    requests = guard_requests(tmp_path, fake_server)
+    requests = guard_requests(tmp_path, fake_server, "meta-llama/Llama-Guard-3-11B-Vision")
     rendered = [render("llama_guard_3_11b_vision.jinja", as_vllm(m, True)) for m in requests]
     with_image = [p for p in rendered if p.startswith(HEADER + "<|image|> Task:")]
     assert len(with_image) == 4 * 3  # the multimodal dialogues, each prefix

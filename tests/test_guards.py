@@ -22,9 +22,11 @@ from mtmcs.guardrails.guard_eval import (
 from mtmcs.guardrails.guards import (
     SHIELDGEMMA_POLICIES,
     Guard,
+    GuardKind,
     GuardVerdict,
     combine_policies,
     guard_messages,
+    images_by_default,
     parse_dialogue_guard,
     parse_llama_guard,
     parse_moderation,
@@ -188,6 +190,24 @@ def test_llama_guard_raw_request_is_one_user_message_with_the_joined_turns() -> 
     assert [(m.role, m.text, m.image_id) for m in messages] == [
         ("user", "R1 text\n\nR2 text", "img-1")
     ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "images"),
+    [
+        ("llama-guard", "openai-compatible/meta-llama/Llama-Guard-3-8B", False),
+        ("llama-guard", "openai-compatible/meta-llama/Llama-Guard-3-1B", False),
+        ("llama-guard", "openai-compatible/meta-llama/Llama-Guard-3-11B-Vision", True),
+        ("llama-guard", "vllm/meta-llama/Llama-Guard-4-12B", True),
+        ("shieldgemma", "openai-compatible/google/shieldgemma-2b", False),
+        ("dialogue-json", "openai-compatible/RealSafe/LLaVAShield-v1.0-7B", True),
+        ("openai-moderation", "openai/omni-moderation-latest", True),
+    ],
+)
+def test_images_are_sent_by_default_only_to_guards_that_read_them(
+    kind: GuardKind, name: str, images: bool
+) -> None:
+    assert images_by_default(kind, name) is images
 
 
 def test_guard_without_images_drops_the_image() -> None:

@@ -98,8 +98,9 @@ def guard(
     images: Annotated[
         bool | None,
         typer.Option(
-            help="Send the image of multimodal dialogues (default: yes, except for "
-            "shieldgemma, a text model)."
+            help="Send the image of multimodal dialogues (default: yes for Llama Guard 3 "
+            "Vision / Llama Guard 4 (a name with 'vision' or 'guard-4'), dialogue-json and "
+            "openai-moderation; no for shieldgemma and text-only Llama Guard)."
         ),
     ] = None,
     dataset: DatasetOption = DEFAULT_DATASET,

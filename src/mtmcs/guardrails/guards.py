@@ -360,12 +360,26 @@ def combine_policies(answers: Sequence[tuple[str, GuardVerdict]]) -> GuardVerdic
     return GuardVerdict(unsafe, categories, None, raw, flags)
 
 
+_VISION_LLAMA_GUARD = re.compile(r"vision|guard-4", re.IGNORECASE)
+
+
+def images_by_default(kind: GuardKind, name: str) -> bool:
+    """Whether a guard reads images unless told: not ShieldGemma (a text model), not a
+    text-only Llama Guard (a stock server refuses an image for Llama Guard 3 8B / 1B);
+    Llama Guard 3 Vision, Llama Guard 4 and the other kinds do."""
+    if kind == "shieldgemma":
+        return False
+    if kind == "llama-guard":
+        return _VISION_LLAMA_GUARD.search(name) is not None
+    return True
+
+
 class Guard:
     """A guard model: how to ask it about user turns R1..Rk, and how to read its answers.
 
     `model` is the served guard (a chat model, or the moderation endpoint for
-    `openai-moderation`); `images` sends the image of multimodal dialogues (default: yes,
-    except for ShieldGemma, a text model).
+    `openai-moderation`); `images` sends the image of multimodal dialogues (default:
+    `images_by_default`).
     """
 
     def __init__(
@@ -381,7 +395,7 @@ class Guard:
         self.kind = kind
         self.model = model
         self.guard_format = guard_format
-        self.images = kind != "shieldgemma" if images is None else images
+        self.images = images_by_default(kind, model.name) if images is None else images
 
     @property
     def parts(self) -> tuple[str, ...]:
