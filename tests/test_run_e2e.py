@@ -100,6 +100,7 @@ def test_one_row_costs_24_model_calls_and_4_judge_calls_in_protocol_order(
         "cached": 0,
         "failed": 0,
         "reasoning_exhausted": 0,
+        "unfinished": 0,
         "replaced_code_points": 0,
         "causes": {},
     }

@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from mtmcs.cli.console import console
-from mtmcs.engine.run import RunConfig, RunPlan
+from mtmcs.engine.run import RunConfig, RunPlan, planned_calls
 from mtmcs.scoring.metrics import CELL_METRICS, Stat
 from mtmcs.scoring.rundir import RunDir
 from mtmcs.scoring.runfiles import Summary
@@ -42,12 +42,25 @@ def _format(stat: Stat | None, percent: bool) -> str:
     return "\n".join(lines)
 
 
+def immune_label(summary: Summary) -> str:
+    """What an Immune run's title says of it: its mode, its reward model, and a warning when
+    that was the judge ("" for other runs)."""
+    immune = summary.metadata.immune
+    if immune is None:
+        return ""
+    mode = "reward-guided decoding" if immune.mode == "guided" else "best-of-N approximation"
+    label = f"; immune: {mode}, reward model {immune.reward_model}"
+    if immune.reward_is_judge:
+        label += " — THE JUDGE AS REWARD MODEL (it picked the replies it grades: biased upward)"
+    return label
+
+
 def metrics_table(summary: Summary) -> Table:
     """The summary's figures, one row per split × modality, a column per registered metric
     (`mtmcs.scoring.metrics.CELL_METRICS`)."""
     meta = summary.metadata
     table = Table(
-        title=f"model {meta.model}; judge {meta.judge} ({meta.judge_kind})",
+        title=f"model {meta.model}; judge {meta.judge} ({meta.judge_kind}){immune_label(summary)}",
         caption=(
             "authors' = the same replies read by the authors' scripts: first letter A–G "
             "anywhere is the answer (a refusal reads as 'A'), unreadable answers dropped from "
@@ -71,27 +84,33 @@ def metrics_table(summary: Summary) -> Table:
 
 
 def print_plan(plan: RunPlan, config: RunConfig, latency: float) -> None:
-    """The `--dry-run` report: calls per model and judge, critical path, time estimate."""
-    table = Table(title=f"plan: {config.model} judged by {config.judge} on {plan.benchmark.name}")
-    for header in ("split", "rows", "dialogues", "model calls", "judge calls"):
+    """The `--dry-run` report: calls by role (model, judge, a defence's reward or selector)
+    per split, critical path, time estimate."""
+    defended = f" under {config.defense}" if config.defense else ""
+    table = Table(
+        title=f"plan: {config.model}{defended} judged by {config.judge} on {plan.benchmark.name}"
+    )
+    for header in ("split", "rows", "dialogues", *(f"{role} calls" for role in plan.planned)):
         table.add_column(header, justify="right")
     for split in config.splits:
         dialogues = [d for d in plan.dialogues if d.split == split]
+        planned = planned_calls(dialogues, config)
         table.add_row(
             split,
             str(sum(r.split == split for r in plan.rows)),
             str(len(dialogues)),
-            str(sum(len(d.turns) + len(d.questions) for d in dialogues)),
-            str(len(dialogues)),
+            *(str(planned.get(role, 0)) for role in plan.planned),
         )
     console.print(table)
     settings = config.settings
-    total = plan.planned["model"] + plan.planned["judge"]
+    total = sum(plan.planned.values())
     estimate = plan.estimate_s(latency, settings.max_connections, settings.judge_max_connections)
+    roles = " + ".join(f"{count} {role}" for role, count in plan.planned.items())
     console.print(
-        f"calls: {plan.planned['model']} model + {plan.planned['judge']} judge = {total}\n"
-        f"critical path: {plan.CRITICAL_PATH_CALLS} calls in sequence (R1, R2, R3, then the "
-        "questions and the judge call side by side)\n"
+        f"calls: {roles} = {total}\n"
+        f"critical path: {plan.critical_path} calls in sequence (R1, R2, R3, then the "
+        "questions and the judge call side by side; each answer as many as its defence makes "
+        "in a row)\n"
         f"estimate at {latency:g} s per call with {settings.max_connections} model and "
         f"{settings.judge_max_connections} judge connections: at least {estimate:,.0f} s "
         f"(one call at a time: {total * latency:,.0f} s)",
@@ -112,12 +131,13 @@ def print_summary(run_dir: RunDir) -> None:
                 f"{_format(answers, True).splitlines()[0]}% of {answers.n} questions",
                 soft_wrap=True,
             )
-    model_calls, judge_calls = summary.metadata.calls["model"], summary.metadata.calls["judge"]
+    roles = "; ".join(
+        f"{role} {calls.made} made, {calls.cached} from the store, {calls.failed} failed"
+        + (f", {calls.unfinished} unfinished" if calls.unfinished else "")
+        for role, calls in summary.metadata.calls.items()
+    )
     console.print(
-        f"calls: model {model_calls.made} made, {model_calls.cached} from the store, "
-        f"{model_calls.failed} failed; judge {judge_calls.made} made, "
-        f"{judge_calls.cached} from the store, {judge_calls.failed} failed; "
-        f"wall {summary.metadata.wall_s or 0:.1f} s",
+        f"calls: {roles}; wall {summary.metadata.wall_s or 0:.1f} s",
         soft_wrap=True,
     )
     console.print(f"summary: {run_dir.summary_path}", soft_wrap=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -16,15 +17,17 @@ from mtmcs.data.authors_rubrics import AUTHORS_RUBRICS_COMMIT, load_authors_rubr
 from mtmcs.data.captions import fetch_official_captions, load_captions
 from mtmcs.data.loaders import Benchmark, LoadOptions, load_benchmark
 from mtmcs.data.selection import select_rows
-from mtmcs.engine.calls import Caller
+from mtmcs.engine.calls import Caller, CountedModel, PerAnswer
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.scheduler import Role, RunOutcome, RunSettings, Scheduler
 from mtmcs.engine.store import Store
 from mtmcs.errors import ConfigError, DataError, OutputError, Problem
 from mtmcs.guardrails.defences import DefenceName, DefendedModel, Scope
-from mtmcs.models.base import ChatModel
+from mtmcs.guardrails.defences.base import AnswerCalls
+from mtmcs.guardrails.defences.defended import calls_per_answer
+from mtmcs.models.base import CallKind, ChatModel, ChatRequest
 from mtmcs.models.images import ImageEncoder
-from mtmcs.models.judges import Judge
+from mtmcs.models.judges import Judge, JudgeRequest
 from mtmcs.models.registry import (
     LocalModelOptions,
     ProviderOptions,
@@ -112,10 +115,45 @@ def run_settings(config: RunConfig) -> RunSettings:
     )
 
 
-def planned_calls(dialogues: Sequence[Dialogue]) -> dict[Role, int]:
-    """Model calls (turns + questions) and judge calls the dialogues need."""
-    model = sum(len(d.turns) + len(d.questions) for d in dialogues)
-    return {"model": model, "judge": len(dialogues)}
+def answer_calls(config: RunConfig, kind: CallKind) -> AnswerCalls:
+    """What one answer of `kind` costs under the run's defence (one model call without)."""
+    return calls_per_answer(
+        config.defense,
+        kind,
+        scope=config.defense_scope,
+        judge_selects=config.defense_selector == "judge",
+    )
+
+
+def planned_calls(dialogues: Sequence[Dialogue], config: RunConfig) -> dict[Role, int]:
+    """The calls the dialogues need by role: the model's (turns and questions, each times
+    the calls of the model its defence makes), the judge's (one per dialogue), and a
+    defence's other roles (`reward`, `selector`)."""
+    answers: Counter[CallKind] = Counter()
+    for d in dialogues:
+        answers["turn"] += len(d.turns)
+        answers.update(q.kind for q in d.questions)
+    planned: Counter[Role] = Counter({"model": 0, "judge": len(dialogues)})
+    for kind, count in answers.items():
+        for role, calls in answer_calls(config, kind).by_role.items():
+            planned[role] += count * calls
+    return dict(planned)
+
+
+def critical_path(dialogues: Sequence[Dialogue], config: RunConfig) -> int:
+    """Calls in sequence in the longest dialogue: its turns in order, then its questions and
+    its judge call side by side (each answer as many as its defence makes in a row)."""
+
+    def depth(kind: CallKind) -> int:
+        return answer_calls(config, kind).in_sequence
+
+    return max(
+        (
+            len(d.turns) * depth("turn") + max([1, *(depth(q.kind) for q in d.questions)])
+            for d in dialogues
+        ),
+        default=0,
+    )
 
 
 def resolve_captions(
@@ -227,15 +265,16 @@ class RunPlan:
     rows: tuple[Row, ...]
     dialogues: tuple[Dialogue, ...]
     planned: Mapping[Role, int]
-
-    # Each dialogue: three turns in order, then its questions and judge call side by side.
-    CRITICAL_PATH_CALLS = 4
+    critical_path: int
+    """Calls in sequence (`critical_path`)."""
 
     def estimate_s(self, latency: float, connections: int, judge_connections: int) -> float:
-        """Lower bound of the wall time against servers answering in `latency` seconds."""
+        """Lower bound of the wall time against servers answering in `latency` seconds (a
+        defence's reward and selector calls share the judge's connections)."""
         model = self.planned["model"] * latency / connections
-        judge = self.planned["judge"] * latency / judge_connections
-        return max(self.CRITICAL_PATH_CALLS * latency, model, judge)
+        judged = sum(n for role, n in self.planned.items() if role != "model")
+        judge = judged * latency / judge_connections
+        return max(self.critical_path * latency, model, judge)
 
 
 def plan_run(config: RunConfig) -> RunPlan:
@@ -246,7 +285,13 @@ def plan_run(config: RunConfig) -> RunPlan:
     dialogues = tuple(
         d for row in rows for d in expand_row(row, config.modalities, config.variants)
     )
-    return RunPlan(benchmark, rows, dialogues, planned_calls(dialogues))
+    return RunPlan(
+        benchmark,
+        rows,
+        dialogues,
+        planned_calls(dialogues, config),
+        critical_path(dialogues, config),
+    )
 
 
 class _DatasetImages:
@@ -345,19 +390,43 @@ def run_benchmark(
         return None if on_call is None else lambda: on_call(role)
 
     judge_caller = Caller(judge, store, limits["judge"], on_call=progress("judge"))
+    callers: dict[Role, Caller] = {"judge": judge_caller}
+    per_answer: PerAnswer | None = None
     if config.defense is not None:
-        model = DefendedModel(
-            model,
+        # A defence's own judge roles (reward, selector): the judge under
+        # --judge-max-connections, stored as before, counted apart by role.
+        asked: dict[Role, Caller] = {
+            role: Caller(judge, store, limits["judge"])
+            for role in planned
+            if role not in ("model", "judge")
+        }
+        callers.update(asked)
+
+        async def ask(item: str, request: JudgeRequest, *, kind: str | None = None) -> str:
+            caller = next((c for role, c in asked.items() if role == kind), judge_caller)
+            return await caller.text(item, request, kind=kind)
+
+        defended = DefendedModel(
+            CountedModel(model),  # each of the defence's calls of the model counted
             config.defense,
             scope=config.defense_scope,
             text=config.defense_text,
-            judge=judge_caller.text,  # under --judge-max-connections, stored and counted
+            judge=ask,
             judge_selects=config.defense_selector == "judge",
         )
-    callers: dict[Role, Caller] = {
-        "model": Caller(model, store, limits["model"], on_call=progress("model")),
-        "judge": judge_caller,
-    }
+
+        def defence_calls(request: ChatRequest) -> dict[str, int]:
+            return {role: n for role, n in defended.calls_per_answer(request).by_role.items()}
+
+        model, per_answer = defended, defence_calls
+    callers["model"] = Caller(
+        model,
+        store,
+        limits["model"],
+        on_call=progress("model"),
+        per_answer=per_answer,
+        peers={role: caller.counts for role, caller in callers.items()},
+    )
 
     async def execute() -> RunOutcome:
         scheduler = Scheduler(

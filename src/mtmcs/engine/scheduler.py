@@ -35,7 +35,9 @@ from mtmcs.protocol.rubrics import RUBRICS, Rubric, rubric_for
 from mtmcs.protocol.types import Dialogue, Question
 from mtmcs.scoring.outcomes import DialogueOutcome, QuestionOutcome
 
-Role = Literal["model", "judge"]
+Role = Literal["model", "judge", "reward", "selector"]
+"""Who is called: the model under test, the judge, and a defence's other callees (Immune's
+reward model, AdaShield-A's selector), each counted apart."""
 
 
 @dataclass(frozen=True, slots=True)

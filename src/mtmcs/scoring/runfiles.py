@@ -57,13 +57,17 @@ class Versioned(RunFile):
 
 
 class CallCounts(RunFile):
-    """Calls of one role (model or judge): planned, made, taken from the store, failed."""
+    """Calls of one role (model, judge, or a defence's reward or selector): planned, made,
+    taken from the store, failed. A defence's calls of the model (drafts, candidates) are
+    each counted; `unfinished` counts answers a defence kept but marked unfinished (CoT's
+    reasoning cut off: a question then unparseable)."""
 
     planned: int = 0
     made: int = 0
     cached: int = 0
     failed: int = 0
     reasoning_exhausted: int = 0
+    unfinished: int = 0
     replaced_code_points: int = 0  # invalid code points (lone surrogates) in replies, as U+FFFD
     causes: dict[str, int] = Field(default_factory=dict)  # the 20 most frequent failures
 
