@@ -84,7 +84,7 @@ def guard(
         str,
         typer.Option(
             help="llama-guard and shieldgemma. raw: each prefix's user turns joined as one "
-            "user message (with the image), the stock server's chat template builds the "
+            "user message (and the image, if sent), the stock server's chat template builds the "
             "guard prompt (ShieldGemma's policy sent as chat_template_kwargs.guideline); "
             "prompt: the guard prompt itself (our copy of Llama Guard 3's, ShieldGemma's "
             "model-card prompt) as one user message, only for a pass-through server whose "
