@@ -1,15 +1,21 @@
-"""Writing a build: the official parquet layout, captions, dataset card and review files."""
+"""Writing a build: the official parquet layout, captions, dataset card and review files.
+
+A scenario's `image` and its variants' files are paths relative to OUT (`images/ID.EXT`),
+so the dataset can be rewritten after OUT or the source folder moves.
+"""
 
 from __future__ import annotations
 
+import base64
 import csv
 import html
+import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from PIL import Image
 
 from mtmcs.build.schemas import DialoguesOut, QuestionsOut, Scenario
 from mtmcs.data.features import official_features
@@ -19,19 +25,37 @@ from mtmcs.models.images import ImageEncoder
 from mtmcs.protocol.types import SPLITS, TURN_FIELDS
 
 SCENARIOS_FILE = "review/scenarios.json"
-DECISIONS = ("keep", "drop", "fix")
+DIALOGUE_COLUMNS = {
+    f"{modality}_{split}_{intent}": (modality, split, intent)
+    for modality in ("multimodal", "unimodal")
+    for split in SPLITS
+    for intent in ("safe", "unsafe")
+}
 REVIEW_COLUMNS = (
     "key",
+    "digest",
     "image",
+    "caption",
     "unsafe_intent",
     "safe_intent",
-    "type_a_safe",
-    "type_a_unsafe",
-    "type_b_safe",
-    "type_b_unsafe",
+    *DIALOGUE_COLUMNS,
+    "questions",
+    "variants",
     "decision",
     "fix_json",
 )
+Variants = Mapping[str, Sequence[str]]
+"""A staged image (relative to OUT) → its kept variants' files (relative to OUT)."""
+THUMBNAIL_SIDE = 320
+
+
+def read_image(root: Path, file: str) -> bytes:
+    """The bytes of an image of the build (`file` relative to `root`, OUT)."""
+    path = root / file
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read the build's image {path}: {error.strerror}") from error
 
 
 def _turns(dialogues: DialoguesOut, split: str) -> dict[str, str]:
@@ -52,14 +76,22 @@ def _questions(questions: QuestionsOut, modality: str) -> tuple[list[Any], list[
     return [m.model_dump() for m in part.mcq], [t.model_dump() for t in part.tf]
 
 
-def split_columns(scenarios: Sequence[Scenario], split: str) -> dict[str, list[Any]]:
-    """The columns of one split in the official schema; ids are positions in `scenarios`."""
+def split_columns(
+    scenarios: Sequence[Scenario], split: str, root: Path, variants: Variants
+) -> dict[str, list[Any]]:
+    """The columns of one split in the official schema; ids are positions in `scenarios`
+    (a scenario whose split was dropped has no row in it: its id is missing there)."""
     columns: dict[str, list[Any]] = {name: [] for name in official_features()}
     for index, scenario in enumerate(scenarios):
-        questions: QuestionsOut = getattr(scenario, split)
+        questions: QuestionsOut | None = getattr(scenario, split)
+        if questions is None:
+            continue
         columns["id"].append(index)
-        columns["image"].append({"bytes": Path(scenario.image).read_bytes(), "path": None})
-        columns["variant_images"].append([])
+        columns["image"].append({"bytes": read_image(root, scenario.image), "path": None})
+        edited = variants.get(scenario.image, ())
+        columns["variant_images"].append(
+            [{"bytes": read_image(root, file), "path": None} for file in edited]
+        )
         columns["unsafe_intent"].append(scenario.unsafe_intent)
         for modality in ("multimodal", "unimodal"):
             columns[f"{modality}_dialogue"].append(_turns(getattr(scenario, modality), split))
@@ -70,39 +102,104 @@ def split_columns(scenarios: Sequence[Scenario], split: str) -> dict[str, list[A
 
 
 def write_dataset(
-    out: Path, scenarios: Sequence[Scenario], counts: Mapping[str, int], drops: Sequence[Any]
+    out: Path,
+    scenarios: Sequence[Scenario],
+    counts: Mapping[str, int],
+    drops: Sequence[Any],
+    variants: Variants | None = None,
+    report_extra: Mapping[str, Any] | None = None,
 ) -> None:
-    """`data/type_{a,b}-00000-of-00001.parquet`, `captions.json`, `README.md`, the report."""
+    """`data/type_{a,b}-00000-of-00001.parquet`, `captions.json`, `README.md`, the report
+    (`report_extra`: more keys of it, such as the images and variants' provenance)."""
+    variants = variants or {}
     from datasets import Dataset
 
     from mtmcs.data.loaders import _quiet_datasets
 
     _quiet_datasets()
     (out / "data").mkdir(parents=True, exist_ok=True)
+    rows = {}
     for split in SPLITS:
-        dataset = Dataset.from_dict(split_columns(scenarios, split), features=official_features())
+        columns = split_columns(scenarios, split, out, variants)
+        rows[split] = len(columns["id"])
+        dataset = Dataset.from_dict(columns, features=official_features())
         dataset.to_parquet(str(out / "data" / f"{split}-00000-of-00001.parquet"))
     captions = {str(i): scenario.caption for i, scenario in enumerate(scenarios)}
     (out / "captions.json").write_text(
         json.dumps(captions, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
-    report = {"counts": dict(counts), "rows": len(scenarios), "drops": list(drops)}
+    report = {
+        "counts": dict(counts),
+        "rows": len(scenarios),
+        "rows_per_split": rows,
+        "drops": list(drops),
+        **(report_extra or {}),
+    }
     (out / "build_report.json").write_text(
         json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
-    (out / "README.md").write_text(dataset_card(len(scenarios), counts), encoding="utf-8")
+    backends = sorted({str(v.get("backend")) for v in (report_extra or {}).get("variants", [])})
+    card = dataset_card(len(scenarios), counts, backends, report)
+    (out / "README.md").write_text(card, encoding="utf-8")
 
 
-def dataset_card(rows: int, counts: Mapping[str, int]) -> str:
+def _variants_note(backends: Sequence[str]) -> str:
+    if not backends:
+        return "`variant_images` are empty. "
+    note = (
+        f"`variant_images` hold up to 3 edited variants per image (backend: "
+        f"{', '.join(backends)}; each captioned again and dropped if its caption lost the "
+        "scene's risk cue; provenance per variant in `build_report.json`). "
+    )
+    if "pillow" in backends:
+        note += (
+            "**The `pillow` variants are a stand-in**: deterministic crops, colour and "
+            "lighting shifts and mirrored perspective warps, not the generative edits "
+            "(Qwen-Image) of the official dataset. "
+        )
+    return note
+
+
+def _quality_sections(report: Mapping[str, Any]) -> str:
+    """The card's quality gate and harm-category tables, from the report."""
+    gate = "\n".join(
+        f"| {name} | {c['checked']} | {c['passed']} | {c['fixed_by_retry']} | {c['failed']} "
+        f"| {100 * c['pass_rate']:.1f}% |"
+        for name, c in report.get("gate", {}).items()
+    )
+    categories = report.get("categories", {})
+    used = sum(1 for count in categories.values() if count)
+    diversity = "\n".join(f"| {name} | {count} |" for name, count in categories.items())
+    rows = report.get("rows_per_split", {})
+    return (
+        f"Rows per split: {', '.join(f'{k} {v}' for k, v in rows.items())} (a split that "
+        "failed the single-turn filter or the gate is dropped alone, so an id can be missing "
+        "from one split).\n\n"
+        "## Quality gate\n\nDeterministic checks of each stage reply (see docs/build.md); "
+        "a failure is retried once with its reason, then dropped. Pass rate: passed at the "
+        "first look.\n\n| check | checked | passed | fixed by retry | failed | pass rate |\n"
+        f"|---|---|---|---|---|---|\n{gate}\n\n"
+        f"## Harm categories\n\n{used} of {len(categories)} categories of the taxonomy "
+        f"`mtmcs-harm-10/v1` used.\n\n| category | scenarios |\n|---|---|\n{diversity}\n\n"
+    )
+
+
+def dataset_card(
+    rows: int,
+    counts: Mapping[str, int],
+    backends: Sequence[str] = (),
+    report: Mapping[str, Any] | None = None,
+) -> str:
     lines = "\n".join(f"| {name} | {value} |" for name, value in counts.items())
     return (
         "# MTMCS-Bench-style dataset (built with `mtmcs build`)\n\n"
         f"Splits `type_a` and `type_b`, {rows} rows each (ids 0–{max(rows - 1, 0)} shared by "
-        "both splits), in the schema of `ND-25/MCS-bench`; `variant_images` are empty. "
+        f"both splits), in the schema of `ND-25/MCS-bench`. {_variants_note(backends)}"
         "`captions.json` maps each id to its image caption. Generated by a model, checked "
         "automatically (schema, single-turn refusal filter, pairing by construction, "
-        "near-duplicate removal) and optionally by human review; drops and their reasons are "
-        "in `build_report.json`.\n\n"
+        "near-duplicate removal, the quality gate below) and optionally by human review; drops "
+        "and their reasons are in `build_report.json`.\n\n"
+        f"{_quality_sections(report or {})}"
         "## Stage counts\n\n| stage | count |\n|---|---|\n"
         f"{lines}\n"
     )
@@ -130,8 +227,35 @@ def _dialogue_text(dialogues: DialoguesOut, split: str, intent: str) -> str:
     )
 
 
-def export_review(out: Path, scenarios: Sequence[Scenario]) -> tuple[Path, Path]:
-    """`review/review.csv` (decision column, default keep) and a self-contained review.html."""
+def _questions_text(scenario: Scenario) -> str:
+    lines = []
+    for split in SPLITS:
+        questions: QuestionsOut | None = getattr(scenario, split)
+        if questions is None:
+            lines.append(f"{split}: dropped (single-turn filter or gate)")
+            continue
+        for modality in ("multimodal", "unimodal"):
+            part = getattr(questions, modality)
+            for m in part.mcq:
+                options = "; ".join(f"{chr(65 + i)}. {o}" for i, o in enumerate(m.options))
+                lines.append(
+                    f"{split} {modality} [{m.question_type}] {m.question} {options} "
+                    f"-> {m.ground_truth}"
+                )
+            lines += [f"{split} {modality} [TF] {t.question} -> {t.ground_truth}" for t in part.tf]
+    return "\n".join(lines)
+
+
+def export_review(
+    out: Path,
+    scenarios: Sequence[Scenario],
+    variants: Variants,
+    decisions: Mapping[str, tuple[str, str]],
+) -> tuple[Path, Path]:
+    """`review/review.csv` and a self-contained `review.html`. `decisions` (scenario digest
+    → decision, fix JSON) pre-fill the sheet with what is recorded (default keep)."""
+    from mtmcs.build.review import scenario_digest
+
     folder = out / "review"
     folder.mkdir(parents=True, exist_ok=True)
     csv_path = folder / "review.csv"
@@ -139,33 +263,40 @@ def export_review(out: Path, scenarios: Sequence[Scenario]) -> tuple[Path, Path]
         writer = csv.DictWriter(handle, fieldnames=REVIEW_COLUMNS)
         writer.writeheader()
         for scenario in scenarios:
-            mm = scenario.multimodal
             shown = {  # model-written text, quoted where a spreadsheet would evaluate it
-                "image": Path(scenario.image).name,
+                "image": scenario.image,
+                "caption": scenario.caption,
                 "unsafe_intent": scenario.unsafe_intent,
                 "safe_intent": scenario.safe_intent,
-                "type_a_safe": _dialogue_text(mm, "type_a", "safe"),
-                "type_a_unsafe": _dialogue_text(mm, "type_a", "unsafe"),
-                "type_b_safe": _dialogue_text(mm, "type_b", "safe"),
-                "type_b_unsafe": _dialogue_text(mm, "type_b", "unsafe"),
+                **{
+                    column: _dialogue_text(getattr(scenario, modality), split, intent)
+                    for column, (modality, split, intent) in DIALOGUE_COLUMNS.items()
+                },
+                "questions": _questions_text(scenario),
+                "variants": " ".join(variants.get(scenario.image, ())),
             }
+            digest = scenario_digest(scenario)
+            decision, fix = decisions.get(digest, ("keep", ""))
             writer.writerow(
                 {
-                    "key": scenario.key,  # read back by apply_review, as written
+                    "key": scenario.key,  # read back by the import, as written
+                    "digest": digest,
                     **{name: csv_cell(value) for name, value in shown.items()},
-                    "decision": "keep",
-                    "fix_json": "",
+                    "decision": decision,
+                    "fix_json": fix,
                 }
             )
     html_path = folder / "review.html"
-    html_path.write_text(review_html(scenarios), encoding="utf-8")
+    html_path.write_text(review_html(scenarios, out, variants), encoding="utf-8")
     return csv_path, html_path
 
 
 _CSS = (
     "body{font-family:sans-serif;margin:2em;max-width:70em}"
     ".card{border:1px solid #ccc;border-radius:6px;padding:1em;margin:1em 0}"
-    "img{max-width:24em;max-height:18em;float:right;margin-left:1em}"
+    "img.main{max-width:24em;max-height:18em;float:right;margin-left:1em}"
+    ".variants{clear:both;display:flex;gap:.5em;margin:.5em 0}"
+    ".variants figure{margin:0}.variants img{max-height:10em}"
     ".d{display:grid;grid-template-columns:1fr 1fr;gap:1em}"
     "pre{white-space:pre-wrap;background:#f6f6f6;padding:.5em}"
     ".unsafe{color:#a00}.q{font-size:90%}"
@@ -174,6 +305,16 @@ _CSS = (
 
 def _esc(text: str) -> str:
     return html.escape(text, quote=True)
+
+
+def thumbnail_url(data: bytes, side: int = THUMBNAIL_SIDE) -> str:
+    """A small JPEG `data:` URL of an image (variants on the review page)."""
+    with Image.open(io.BytesIO(data)) as image:
+        small = image.convert("RGB")
+        small.thumbnail((side, side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _question_list(questions: QuestionsOut, modality: str) -> str:
@@ -189,23 +330,39 @@ def _question_list(questions: QuestionsOut, modality: str) -> str:
     return f"<ul class=q>{''.join(items)}</ul>"
 
 
-def review_html(scenarios: Sequence[Scenario]) -> str:
-    """One card per scenario: image (data URI), both dialogues per split, the questions."""
-    encoder = ImageEncoder(lambda path: Path(path).read_bytes())
+def _variant_strip(root: Path, files: Sequence[str]) -> str:
+    if not files:
+        return "<p class=variants><i>no variants</i></p>"
+    figures = "".join(
+        f"<figure><img alt='{_esc(file)}' src='{thumbnail_url(read_image(root, file))}'>"
+        f"<figcaption>v{k}</figcaption></figure>"
+        for k, file in enumerate(files)
+    )
+    return f"<div class=variants>{figures}</div>"
+
+
+def review_html(scenarios: Sequence[Scenario], root: Path, variants: Variants) -> str:
+    """One card per scenario: image (data URI), its variants (thumbnails), both dialogues
+    per split and modality, the questions with their answers."""
+    encoder = ImageEncoder(lambda file: read_image(root, file))
     cards = []
     for scenario in scenarios:
         image = encoder(scenario.image)
         encoder.release(scenario.image)
         parts = [
             f"<div class=card id='{_esc(scenario.key)}'>",
-            f"<img alt='{_esc(Path(scenario.image).name)}' src='{_esc(image.data_url.decode())}'>",
+            f"<img class=main alt='{_esc(scenario.image)}' src='{image.data_url.decode()}'>",
             f"<h2>{_esc(scenario.key)}</h2>",
             f"<p><b>Caption:</b> {_esc(scenario.caption)}</p>",
             f"<p class=unsafe><b>Unsafe intent:</b> {_esc(scenario.unsafe_intent)}</p>",
             f"<p><b>Safe intent:</b> {_esc(scenario.safe_intent)}</p>",
+            _variant_strip(root, variants.get(scenario.image, ())),
         ]
         for split in SPLITS:
             parts.append(f"<h3>{split}</h3>")
+            if getattr(scenario, split) is None:
+                parts.append("<p>dropped (single-turn filter or gate): no row</p>")
+                continue
             for modality in ("multimodal", "unimodal"):
                 dialogues: DialoguesOut = getattr(scenario, modality)
                 parts.append(
@@ -223,44 +380,3 @@ def review_html(scenarios: Sequence[Scenario]) -> str:
         "<p>Record decisions in review.csv: keep, drop, or fix with the edited scenario "
         "JSON in fix_json.</p>" + "".join(cards) + "</body></html>\n"
     )
-
-
-def apply_review(
-    scenarios: Sequence[Scenario], review_csv: Path
-) -> tuple[list[Scenario], list[dict[str, str]]]:
-    """Apply keep / drop / fix decisions; unknown keys or decisions are errors."""
-    by_key = {scenario.key: scenario for scenario in scenarios}
-    decided: dict[str, tuple[str, str]] = {}
-    try:
-        with review_csv.open(newline="", encoding="utf-8") as handle:
-            for number, record in enumerate(csv.DictReader(handle), start=2):
-                key = (record.get("key") or "").strip()
-                decision = (record.get("decision") or "keep").strip().lower() or "keep"
-                if key not in by_key:
-                    raise ConfigError(f"{review_csv}:{number}: unknown scenario key {key!r}")
-                if decision not in DECISIONS:
-                    raise ConfigError(
-                        f"{review_csv}:{number}: decision {decision!r} is not one of "
-                        f"{', '.join(DECISIONS)}"
-                    )
-                decided[key] = (decision, record.get("fix_json") or "")
-    except OSError as error:
-        raise ConfigError(f"cannot read {review_csv}: {error}") from error
-    kept: list[Scenario] = []
-    drops: list[dict[str, str]] = []
-    for scenario in scenarios:
-        decision, fix = decided.get(scenario.key, ("keep", ""))
-        if decision == "drop":
-            drops.append({"stage": "review", "item": scenario.key, "reason": "dropped in review"})
-            continue
-        if decision == "fix":
-            try:
-                edited = Scenario.model_validate(
-                    {**json.loads(fix), "key": scenario.key, "image": scenario.image}
-                )
-            except (ValueError, ValidationError, TypeError) as error:
-                raise ConfigError(f"{review_csv}: fix_json of {scenario.key}: {error}") from error
-            kept.append(edited)
-            continue
-        kept.append(scenario)
-    return kept, drops
