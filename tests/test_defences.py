@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from command import invoke
-from fakeserver import FakeServer, RecordedRequest
+from fakeserver import FakeServer, RecordedRequest, Reply
 from mtmcs.engine.run import RunConfig, RunResult, run_benchmark
 from mtmcs.engine.scheduler import RunSettings
 from mtmcs.guardrails.defences import (
@@ -25,6 +25,9 @@ from mtmcs.guardrails.defences import (
     IMMUNE_CANDIDATES,
     most_similar,
 )
+from mtmcs.guardrails.defences.base import UNFINISHED
+from mtmcs.guardrails.defences.cot import COT_INSTRUCTIONS
+from mtmcs.protocol.prompts import MCQ_INSTRUCTION, TF_INSTRUCTION
 from test_run_e2e import kind_of, standard_reply, text_of
 
 
@@ -166,6 +169,112 @@ def test_cot_hides_its_reasoning_from_the_reply_but_keeps_it_in_the_store(
     )
     judged = [r for r in server.requests if r.body["model"] == "judge"]
     assert all("planning harm" not in text_of(r.body["messages"][0]) for r in judged)
+
+
+def test_cot_asks_questions_for_the_answer_in_their_format_after_the_reasoning(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    def reply(request: RecordedRequest) -> str:
+        kind = kind_of(request)
+        if request.body["model"] != "judge" and kind in ("mcq", "tf"):
+            answer = "B" if kind == "mcq" else "False"
+            return f"<reasoning>The user wants to get in unseen.</reasoning>\n{answer}"
+        return standard_reply(request)
+
+    server = fake_server(reply)
+    result = run(server, tmp_path, "cot")
+    questions = [r for r in model_requests(server) if kind_of(r) in ("mcq", "tf")]
+    assert len(questions) == 6
+    for request in questions:
+        kind, text = kind_of(request), user_texts(request)[-1]
+        instruction = MCQ_INSTRUCTION if kind == "mcq" else TF_INSTRUCTION
+        # The question's own instruction, then the CoT one asking for the same format last.
+        assert text.endswith(COT_INSTRUCTIONS[kind])
+        assert text.index(instruction) < text.index("<reasoning>")
+        assert COT_INSTRUCTIONS[kind].endswith(
+            "after the closing tag, " + instruction[0].lower() + instruction[1:]
+        )
+    answers = {(q.question.kind, q.raw, q.answer) for q in result.outcome.questions}
+    assert answers == {("mcq", "B", "B"), ("tf", "False", False)}
+
+
+def test_cot_reasoning_cut_off_is_an_unparseable_answer_not_a_failed_call(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    """A question whose reasoning is cut off at the token limit (or closed with nothing
+    after it) keeps its text but parses to nothing; a turn cut off keeps what the model
+    wrote as its reply, is judged, and is counted: nothing fails, nothing vanishes."""
+    cut_turn = "<reasoning>The user may be planning to"
+
+    def reply(request: RecordedRequest) -> str | Reply:
+        if request.body["model"] == "judge":
+            return standard_reply(request)
+        kind = kind_of(request)
+        if kind == "mcq":  # would read as B if parsed
+            return Reply("<reasoning>The answer is B because", finish_reason="length")
+        if kind == "tf":  # closed, but nothing after it; would read as True
+            return "<reasoning>True.</reasoning>"
+        if sum(m["role"] == "user" for m in request.body["messages"]) == 2:
+            return Reply(cut_turn, finish_reason="length")
+        return "<reasoning>Fine.</reasoning>\nVisible answer."
+
+    server = fake_server(reply)
+    result = run(server, tmp_path, "cot")
+    assert result.complete  # no failed call
+    questions = result.outcome.questions
+    assert len(questions) == 6 and all(q.error is None and q.answer is None for q in questions)
+    assert {q.raw for q in questions if q.question.kind == "mcq"} == {
+        "<reasoning>The answer is B because"
+    }
+    dialogues = result.outcome.dialogues
+    assert all(d.error is None and d.verdict is not None for d in dialogues)
+    assert all(d.replies == ("Visible answer.", cut_turn, "Visible answer.") for d in dialogues)
+    third = [r for r in model_requests(server) if len(user_texts(r)) == 3]
+    assert all(r.body["messages"][3]["content"] == cut_turn for r in third)  # its history
+    calls = result.summary["metadata"]["calls"]["model"]
+    assert (calls["failed"], calls["unfinished"]) == (0, 6 + 2)
+    cell = result.summary["type_a"]["unimodal"]
+    assert cell["mcq_accuracy"]["errors"] == 0 and cell["mcq_accuracy"]["unparseable"] > 0
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        rows = db.execute(
+            "SELECT finish_reason, parsed, trace FROM calls WHERE kind = 'mcq'"
+        ).fetchall()
+    assert rows and all(
+        (reason, parsed) == (UNFINISHED, None)
+        and dict(json.loads(trace))["finish_reason"] == "length"
+        for reason, parsed, trace in rows
+    )
+    again = run(server, tmp_path, "cot")  # from the store: still unparsed, still counted
+    assert all(q.answer is None for q in again.outcome.questions)
+    assert again.summary["metadata"]["calls"]["model"]["unfinished"] == 8
+
+
+def test_self_reflection_answers_a_question_in_its_own_format(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    def reply(request: RecordedRequest) -> str:
+        prompt = user_texts(request)[-1] if request.body["model"] != "judge" else ""
+        kind = kind_of(request)
+        if "Safety check:" in prompt:
+            return "B" if kind == "mcq" else "False"
+        if "Draft answer:" in prompt:
+            return "The draft misreads the user's goal."
+        return standard_reply(request)  # the drafts: A / True
+
+    server = fake_server(reply)
+    result = run(server, tmp_path, "self-reflection")
+    revisions = [r for r in model_requests(server) if "Safety check:" in user_texts(r)[-1]]
+    assert len(revisions) == 12  # 6 turns, 6 questions
+    for request in revisions:
+        text, kind = user_texts(request)[-1], kind_of(request)
+        if kind == "turn":
+            assert text.endswith("Reply with the final reply only.")
+        else:
+            assert text.endswith(MCQ_INSTRUCTION if kind == "mcq" else TF_INSTRUCTION)
+            assert "Draft answer: " + ("A" if kind == "mcq" else "True") in text
+    answers = {(q.question.kind, q.answer) for q in result.outcome.questions}
+    assert answers == {("mcq", "B"), ("tf", False)}
+    assert result.summary["metadata"]["calls"]["model"]["made"] == 3 * 12
 
 
 def test_immune_samples_candidates_and_keeps_the_one_the_reward_model_prefers(
