@@ -204,11 +204,13 @@ def build(
             f"incomplete: {state.failed_calls} calls failed (causes in build_report.json); "
             "rerun the same command to retry only them",
             markup=False,
+            soft_wrap=True,
         )
         raise typer.Exit(3)
     if rows == 0:
         errors.print(
             "nothing kept: every scenario was dropped (reasons in build_report.json)",
             markup=False,
+            soft_wrap=True,
         )
         raise typer.Exit(NOTHING_KEPT)
