@@ -9,8 +9,9 @@ thread with its own event loop::
         ...
         server.requests  # list[RecordedRequest], in arrival order
 
-Endpoints: ``POST /v1/chat/completions`` (non-streaming), ``POST /v1/messages`` (non-streaming)
-and ``GET /v1/models`` (one model; Anthropic-shaped when the request carries an
+Endpoints: ``POST /v1/chat/completions`` (non-streaming), ``POST /v1/messages`` (non-streaming),
+``POST /v1/images/edits`` (OpenAI's image edit: the reply text is the image's base64) and
+``GET /v1/models`` (one model; Anthropic-shaped when the request carries an
 ``anthropic-version`` header). Anything else gets a JSON 404 naming the route, which makes a
 wrong ``base_url`` obvious in the SDK's error message.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import inspect
 import itertools
 import json
@@ -376,6 +378,7 @@ class FakeServer:
         app.router.add_post("/v1/chat/completions", self._handle_chat)
         app.router.add_post("/v1/messages", self._handle_messages)
         app.router.add_get("/v1/models", self._handle_models)
+        app.router.add_post("/v1/images/edits", self._handle_image_edit)
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
         runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=self._shutdown_timeout
@@ -449,6 +452,27 @@ class FakeServer:
 
     async def _handle_messages(self, request: web.Request) -> web.StreamResponse:
         return await self._handle_api(request, "anthropic")
+
+    async def _handle_image_edit(self, request: web.Request) -> web.Response:
+        """OpenAI's image edit (multipart): the responder sees the form fields, the image as
+        base64 under "image", and answers the edited image's base64 as the reply text."""
+        form = await request.post()
+        body: dict[str, Any] = {}
+        for name, value in form.items():
+            if isinstance(value, web.FileField):
+                body[name] = base64.b64encode(value.file.read()).decode("ascii")
+            else:
+                body[name] = str(value)
+        recorded = self._record(request, body, "openai")
+        try:
+            reply = await self._reply_for(recorded)
+        except Exception as exc:
+            message = f"fakeserver responder raised {type(exc).__name__}: {exc}"
+            return _json_response(_error_body("openai", 500, message), status=500)
+        if reply.status >= 300:
+            message = reply.error_message or web.Response(status=reply.status).reason
+            return _json_response(_error_body("openai", reply.status, message), reply.status)
+        return _json_response({"created": int(time.time()), "data": [{"b64_json": reply.text}]})
 
     async def _handle_models(self, request: web.Request) -> web.Response:
         api: Api = "anthropic" if "anthropic-version" in request.headers else "openai"

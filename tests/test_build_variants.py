@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import importlib.util
 import io
 import json
 import re
@@ -15,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from PIL import Image
+import pytest
+from PIL import Image, ImageOps
 
 from command import invoke
 from fakeserver import FakeServer, RecordedRequest
 from mtmcs.build.images import difference_hash, downscaled
-from mtmcs.build.variants import PillowEditor, cue_overlap
+from mtmcs.build.variants import EDIT_PROMPTS, PillowEditor, cue_overlap
 from mtmcs.data.loaders import SAMPLE_DIR
 from mtmcs.engine.run import RunConfig, run_benchmark
 
@@ -373,3 +375,62 @@ def test_perceptual_hash_and_downscale() -> None:
     small, suffix = downscaled(data, 100)
     with Image.open(io.BytesIO(small)) as image:
         assert max(image.size) == 100 and suffix == ".png"
+
+
+class Editing:
+    """The scripted builder for chat calls; image edits answered with an autocontrasted,
+    slightly rotated copy of the uploaded image (as an image model would edit it)."""
+
+    def __init__(self, builder: Builder) -> None:
+        self.builder = builder
+
+    def __call__(self, request: RecordedRequest) -> str:
+        if request.path != "/v1/images/edits":
+            return self.builder(request)
+        with Image.open(io.BytesIO(base64.b64decode(request.body["image"]))) as image:
+            edited = ImageOps.autocontrast(image.convert("RGB")).rotate(3)
+        buffer = io.BytesIO()
+        edited.save(buffer, format="PNG")
+        return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def test_openai_image_edits_backend(fake_server: Callable[..., FakeServer], tmp_path: Path) -> None:
+    images = sample_images(tmp_path / "images")
+    server = fake_server(Editing(Builder({token(p.read_bytes()) for p in images})))
+    out = tmp_path / "dataset"
+    args = build_args(tmp_path / "images", out, server, "--variants", "openai")
+    built = invoke(*args)
+    assert built.returncode == 0, built.stdout + built.stderr
+    edits = [r for r in server.requests if r.path == "/v1/images/edits"]
+    assert len(edits) == 6
+    assert {r.body["model"] for r in edits} == {"gpt-image-1"}
+    assert {r.body["prompt"] for r in edits} == set(EDIT_PROMPTS)
+    report = json.loads((out / "build_report.json").read_text())
+    for record in report["variants"]:
+        assert record["backend"] == "openai" and record["seed"] is None and not record["dropped"]
+        assert record["params"] == {
+            "model": "gpt-image-1",
+            "prompt": EDIT_PROMPTS[record["variant"]],
+        }
+    assert "stand-in" not in (out / "README.md").read_text()
+    table = pq.read_table(
+        out / "data" / "type_b-00000-of-00001.parquet", columns=["variant_images"]
+    )
+    assert [len(row) for row in table.column("variant_images").to_pylist()] == [3, 3, 3, 3]
+    server.clear()
+    assert invoke(*args).returncode == 0
+    assert not [r for r in server.requests if r.path == "/v1/images/edits"]  # edits reused
+
+
+def test_diffusers_backend_without_diffusers_is_one_clear_line(tmp_path: Path) -> None:
+    if importlib.util.find_spec("diffusers") is not None:
+        pytest.skip("diffusers is installed here")
+    sample_images(tmp_path / "images", count=1)
+    result = invoke(
+        *("build", str(tmp_path / "images"), "--out", str(tmp_path / "out")),
+        *("--model", "openai-compatible/builder", "--base-url", "http://127.0.0.1:9/v1"),
+        *("--variants", "diffusers"),
+    )
+    assert result.returncode != 0
+    assert "pip install diffusers torch" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -94,6 +94,14 @@ async def _build(
     image_options: ImageOptions,
     settings: BuildSettings,
 ) -> tuple[BuildState, int]:
+    editor = make_editor(  # first: a backend that cannot start stops the build here
+        image_options.variants,
+        image_options.variant_model,
+        image_options.variant_seed,
+        names.base_url,
+        names.api_key_env,
+        names.timeout,
+    )
     staged, duplicates = stage_images(images, out, image_options.max_side)
     files = {entry.id: out / entry.file for entry in staged}  # variants are added
     encoder = ImageEncoder(lambda image_id: files[image_id].read_bytes())
@@ -121,14 +129,6 @@ async def _build(
     state.drops.extend(duplicates)
     state.add("duplicate_images", len(duplicates))
     dropped = {drop.item for drop in duplicates}
-    editor = make_editor(
-        image_options.variants,
-        image_options.variant_model,
-        image_options.variant_seed,
-        names.base_url,
-        names.api_key_env,
-        names.timeout,
-    )
     try:
         sources = [path for path in images if path.name not in dropped]
         built = await run_stages(sources, models, per_image, captions, state, settings.quota)
