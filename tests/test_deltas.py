@@ -36,6 +36,7 @@ def test_report_shows_each_defended_run_against_its_undefended_run(tmp_path: Pat
                 limit=2,
                 out=tmp_path / name,
                 defense=defense,
+                defense_texts_dir=Path(__file__).parent / "defence_texts",
             )
         )
     write_report([tmp_path / "plain", tmp_path / "patched"], tmp_path / "report", ["md"])

@@ -25,6 +25,7 @@ from test_run_e2e import config, standard_reply
 # What summary.json and dialogues.jsonl held before versioning: kept, plus format_version.
 METADATA_KEYS = {
     *("model", "defense", "defense_scope", "defense_text", "defense_selector", "judge"),
+    *("defense_source", "defense_retrieval"),
     *("judge_kind", "dataset", "revision", "splits", "modalities", "rows", "limit", "variants"),
     *("decoding", "image_placement", "image_order", "rubrics", "package_version"),
     *("started_at", "wall_s", "calls", "complete", "concurrency", "images"),

@@ -13,7 +13,6 @@ import pytest
 from command import invoke
 from fakeserver import FakeServer, RecordedRequest
 from mtmcs.errors import UsageError
-from mtmcs.guardrails.defences import DPP_PATCH
 from mtmcs.sweeps import parse_plan, run_dir_name
 from test_run_e2e import standard_reply
 
@@ -33,6 +32,7 @@ limit = 1
 judge = "openai-compatible/judge"
 judge_base_url = ["{base_url}"]
 max_retries = 0
+defense_texts_dir = "{Path(__file__).parent / "defence_texts"}"
 {extra}
 
 [[models]]
@@ -67,7 +67,7 @@ def test_two_models_under_two_defences_then_one_report_and_a_rerun_makes_no_call
             assert summary["metadata"]["model"] == model
             assert summary["metadata"]["defense"] == defence
     turns = [r for r in server.requests if r.call_kind == "turn" and r.body["model"] == "model-a"]
-    patched = [r for r in turns if DPP_PATCH in json.dumps(r.body["messages"][-1])]
+    patched = [r for r in turns if "Kindly furnish" in json.dumps(r.body["messages"][-1])]
     assert len(turns) == 2 * 12 and len(patched) == 12  # 4 dialogues × 3 turns, per defence
     leaderboard = (runs / "report" / "leaderboard.md").read_text()
     assert leaderboard.count("model-a") >= 2 and leaderboard.count("model-b") >= 2

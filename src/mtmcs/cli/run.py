@@ -31,10 +31,20 @@ from mtmcs.cli.options import (
     writable_dir,
 )
 from mtmcs.cli.run_output import print_plan, print_summary
+from mtmcs.data.defence_texts import TextChoice
 from mtmcs.engine.run import RUBRIC_SOURCES, RunConfig, plan_run, run_benchmark
 from mtmcs.engine.scheduler import Role, RunSettings
 from mtmcs.errors import ConfigError, UsageError
 from mtmcs.guardrails.defences import DEFENCES, DefenceName, Scope
+from mtmcs.guardrails.defences.immune import (
+    IMMUNE_CANDIDATES,
+    IMMUNE_MODES,
+    IMMUNE_TOP_K,
+    IMMUNE_WEIGHT,
+    ImmuneOptions,
+    ImmuneSettings,
+    is_classifier_reward,
+)
 from mtmcs.models.registry import LocalModelOptions, ProviderOptions, api_key
 from mtmcs.models.transport import MAX_REPLY_BYTES
 from mtmcs.protocol.judge import DEFAULT_JUDGE
@@ -48,11 +58,12 @@ MODEL = "Model"
 JUDGE = "Judge"
 DECODING = "Decoding"
 DEFENCE = "Defence"
+IMMUNE = "Defence: Immune"
 SCALE_OUT = "Scale-out"
 LOCAL = "Local models"
 OUTPUT = "Output"
-Selector = Literal["lexical", "judge"]
-SELECTORS: tuple[Selector, ...] = ("lexical", "judge")
+Selector = Literal["retrieval", "judge"]
+SELECTORS: tuple[Selector, ...] = ("retrieval", "judge")
 SCOPES: tuple[Scope, ...] = ("all", "turns")
 
 
@@ -61,8 +72,9 @@ class DefenceChoice:
     """The defence options: which defence, its text, AdaShield-A's selector and the scope."""
 
     name: DefenceName | None = None
-    text: str | None = None
-    selector: Selector = "lexical"
+    text: TextChoice = "original"
+    texts_dir: Path | None = None
+    selector: Selector = "retrieval"
     scope: Scope = "all"
 
 
@@ -166,20 +178,78 @@ def _effort(value: str | None, option: str) -> ReasoningEffort | None:
 
 
 def defence_choice(
-    defense: str | None, defense_text: Path | None, selector: str, scope: str
+    defense: str | None,
+    defense_text: str,
+    selector: str,
+    scope: str,
+    texts_dir: Path | None = None,
 ) -> DefenceChoice:
-    """The defence options, checked, with the text of `--defense-text` read."""
+    """The defence options, checked: `--defense-text` is `original`, `ours` or a file."""
     name = None if defense is None else choice(defense, DEFENCES, "--defense")
-    try:
-        text = defense_text.read_text(encoding="utf-8").strip() if defense_text else None
-    except OSError as error:
-        raise ConfigError(f"cannot read --defense-text {defense_text}: {error.strerror}") from None
+    text: TextChoice
+    if defense_text in ("original", "ours"):
+        text = "ours" if defense_text == "ours" else "original"
+    elif Path(defense_text).is_file():
+        text = Path(defense_text)
+    else:
+        raise ConfigError(f"--defense-text {defense_text}: not original, ours or a readable file")
     return DefenceChoice(
         name,
         text,
+        texts_dir,
         choice(selector, SELECTORS, "--adashield-selector"),
         choice(scope, SCOPES, "--defense-scope"),
     )
+
+
+def immune_options(
+    defense: str | None,
+    *,
+    reward_model: str | None,
+    reward_base_url: list[str] | None,
+    reward_api_key_env: str | None,
+    reward_max_connections: int,
+    allow_judge_reward: bool,
+    immune_mode: str | None,
+    immune_candidates: int,
+    immune_temperature: float | None,
+    immune_weight: float,
+    immune_top_k: int,
+    reward_questions: bool,
+) -> ImmuneOptions:
+    """Immune's options, checked; given with another defence (or none), a usage error."""
+    options = ImmuneOptions(
+        reward_model=reward_model,
+        reward_base_urls=base_urls(reward_base_url, "--reward-base-url", reward_model or ""),
+        reward_api_key_env=reward_api_key_env,
+        reward_max_connections=reward_max_connections,
+        allow_judge_reward=allow_judge_reward,
+        mode=None if immune_mode is None else choice(immune_mode, IMMUNE_MODES, "--immune-mode"),
+        candidates=immune_candidates,
+        temperature=immune_temperature,
+        weight=immune_weight,
+        top_k=immune_top_k,
+        reward_questions=reward_questions,
+    )
+    if defense != "immune" and options != ImmuneOptions():
+        raise UsageError(
+            "--reward-model and the --immune-… / --reward-… options apply to --defense immune only"
+        )
+    return options
+
+
+def check_reward_key(immune: ImmuneSettings) -> None:
+    """A missing API key of Immune's reward model stops the run before it starts."""
+    name = immune.reward_model
+    if is_classifier_reward(name) or name.startswith("baseline/"):
+        return  # runs here
+    urls = immune.reward_base_urls
+    options = ProviderOptions(urls[0] if urls else None, api_key_env=immune.reward_api_key_env)
+    try:
+        api_key(name, options)
+    except UsageError as error:
+        message = str(error).replace("--api-key-env", "--reward-api-key-env")
+        raise UsageError(f"Immune's reward model: {message}") from None
 
 
 def default_out(model: str, defense: str | None = None) -> Path:
@@ -400,25 +470,114 @@ def run(
         ),
     ] = None,
     defense_text: Annotated[
+        str,
+        typer.Option(
+            help="The text of dpp / adashield-s: original (its authors' published text, "
+            "fetched at a pinned commit; default), ours (our contextual rewording, placed as "
+            "before), or a FILE of your own; for adashield-a, original or ours sets where "
+            "its prompts go.",
+            rich_help_panel=DEFENCE,
+        ),
+    ] = "original",
+    defense_texts_dir: Annotated[
         Path | None,
         typer.Option(
-            help="Your own patch / prompt text for dpp or adashield-s.", rich_help_panel=DEFENCE
+            help="A local copy of the published defence texts (AdaShield/…, DPP/README.md, "
+            "as in their repositories) instead of downloading them.",
+            rich_help_panel=DEFENCE,
         ),
     ] = None,
     adashield_selector: Annotated[
         str,
         typer.Option(
-            help="How adashield-a picks its prompt: lexical (default) or judge.",
+            help="How adashield-a picks its prompt: retrieval (by embedding similarity to "
+            "example attacks, with pass-through below a threshold; default) or judge.",
             rich_help_panel=DEFENCE,
         ),
-    ] = "lexical",
+    ] = "retrieval",
     defense_scope: Annotated[
         str,
         typer.Option(
-            help="all: defend turns and questions (default); turns: turns only.",
+            help="all: defend turns and questions (default); turns: turns only. (Immune "
+            "answers questions with the plain model unless --reward-questions.)",
             rich_help_panel=DEFENCE,
         ),
     ] = "all",
+    # Defence: Immune
+    reward_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Immune's reward model, apart from the judge (required with --defense "
+            "immune): provider/model (an LLM asked for a 1-5 safety score), hf-reward/<id or "
+            "dir> (a local sequence-classification reward model, its logit the reward) or "
+            "baseline/keyword (refusal phrases, offline). 'judge' (or the judge's model) needs "
+            "--allow-judge-reward.",
+            rich_help_panel=IMMUNE,
+        ),
+    ] = None,
+    reward_base_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Server of the reward model; repeat for replicas.", rich_help_panel=IMMUNE
+        ),
+    ] = None,
+    reward_api_key_env: Annotated[
+        str | None, key_env_option("--reward-api-key-env", "Immune's reward model", IMMUNE)
+    ] = None,
+    reward_max_connections: Annotated[
+        int, typer.Option(min=1, help="Reward-model calls in flight.", rich_help_panel=IMMUNE)
+    ] = 16,
+    allow_judge_reward: Annotated[
+        bool,
+        typer.Option(
+            help="Let the judge be Immune's reward model (it then both picks the replies and "
+            "grades them, biasing Immune upward; the run is labelled so).",
+            rich_help_panel=IMMUNE,
+        ),
+    ] = False,
+    immune_mode: Annotated[
+        str | None,
+        typer.Option(
+            help="guided: Immune's reward-guided decoding, token by token (hf/ models, local "
+            "reward model; their default); best-of-n: the best-of-N approximation, whole "
+            "candidates scored (every other model's default).",
+            rich_help_panel=IMMUNE,
+        ),
+    ] = None,
+    immune_candidates: Annotated[
+        int,
+        typer.Option(min=1, help="best-of-n: candidates per answer.", rich_help_panel=IMMUNE),
+    ] = IMMUNE_CANDIDATES,
+    immune_temperature: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="best-of-n: the candidates' temperature (default: the run's, 0.1 by the "
+            "protocol); guided: sample among the rescored top-k at this temperature (default: "
+            "argmax).",
+            rich_help_panel=IMMUNE,
+        ),
+    ] = None,
+    immune_weight: Annotated[
+        float,
+        typer.Option(
+            help="guided: the reward's weight w in logit + w · reward.", rich_help_panel=IMMUNE
+        ),
+    ] = IMMUNE_WEIGHT,
+    immune_top_k: Annotated[
+        int,
+        typer.Option(
+            min=1, help="guided: next tokens rescored at each step.", rich_help_panel=IMMUNE
+        ),
+    ] = IMMUNE_TOP_K,
+    reward_questions: Annotated[
+        bool,
+        typer.Option(
+            help="Reward-guide the intent questions too (with --defense-scope all); by default "
+            "the plain model answers them, so the reward model never sees a question.",
+            rich_help_panel=IMMUNE,
+        ),
+    ] = False,
     # Scale-out
     ray: Annotated[
         str | None,
@@ -508,7 +667,23 @@ def run(
             f"-M passes arguments to an API provider; {model} is not one (local models take "
             "--dtype, --max-pixels …)"
         )
-    defence = defence_choice(defense, defense_text, adashield_selector, defense_scope)
+    defence = defence_choice(
+        defense, defense_text, adashield_selector, defense_scope, defense_texts_dir
+    )
+    immune = immune_options(
+        defense,
+        reward_model=reward_model,
+        reward_base_url=reward_base_url,
+        reward_api_key_env=reward_api_key_env,
+        reward_max_connections=reward_max_connections,
+        allow_judge_reward=allow_judge_reward,
+        immune_mode=immune_mode,
+        immune_candidates=immune_candidates,
+        immune_temperature=immune_temperature,
+        immune_weight=immune_weight,
+        immune_top_k=immune_top_k,
+        reward_questions=reward_questions,
+    )
     config = RunConfig(
         model=model,
         judge=judge,
@@ -532,10 +707,15 @@ def run(
         defense=defence.name,
         defense_scope=defence.scope,
         defense_text=defence.text,
+        defense_texts_dir=defence.texts_dir,
         defense_selector=defence.selector,
         local=LocalModelOptions(batch_size, device, dtype, max_pixels, tensor_parallel),
+        immune=immune,
         out=out or default_out(model, defence.name),
     )
+    resolved = None
+    if defence.name == "immune":  # a missing or judge reward model: one line, exit 2
+        resolved = immune.resolve(model, judge, judge_urls, judge_api_key_env)
     if dry_run:
         print_plan(plan_run(replace(config, check_images=False)), config, assume_latency)
         return
@@ -544,6 +724,8 @@ def run(
         (judge, judge_api_key_env, judge_urls, True),
     ):  # a missing key stops the run before its directory is made
         api_key(name, ProviderOptions(urls[0] if urls else None, api_key_env=env), judge=judge_role)
+    if resolved is not None:
+        check_reward_key(resolved)
     writable_dir(config.out)
     if not execute(config, ray, ray_shards):
         raise typer.Exit(3)

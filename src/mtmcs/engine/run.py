@@ -10,11 +10,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mtmcs import __version__
 from mtmcs.data.authors_rubrics import AUTHORS_RUBRICS_COMMIT, load_authors_rubrics
 from mtmcs.data.captions import fetch_official_captions, load_captions
+from mtmcs.data.defence_texts import DefenceText, TextChoice
 from mtmcs.data.loaders import Benchmark, LoadOptions, load_benchmark
 from mtmcs.data.selection import select_rows
 from mtmcs.engine.calls import Caller, CountedModel, PerAnswer
@@ -22,9 +23,16 @@ from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.scheduler import Role, RunOutcome, RunSettings, Scheduler
 from mtmcs.engine.store import Store
 from mtmcs.errors import ConfigError, DataError, OutputError, Problem
-from mtmcs.guardrails.defences import DefenceName, DefendedModel, Scope
+from mtmcs.guardrails.defences import DEFENCE_CLASSES, DefenceName, DefendedModel, Scope
+from mtmcs.guardrails.defences.adashield import THRESHOLDS, embedding_name
 from mtmcs.guardrails.defences.base import AnswerCalls
 from mtmcs.guardrails.defences.defended import calls_per_answer
+from mtmcs.guardrails.defences.immune import (
+    ImmuneOptions,
+    ImmuneSettings,
+    create_guidance,
+    create_reward_model,
+)
 from mtmcs.models.base import CallKind, ChatModel, ChatRequest
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.judges import Judge, JudgeRequest
@@ -48,11 +56,17 @@ from mtmcs.scoring.rundir import RunDir
 from mtmcs.scoring.runfiles import (
     CallCounts,
     Concurrency,
+    DefenceRetrieval,
+    DefenceSource,
     ImageCounts,
+    ImmuneRecord,
     RunDecoding,
     RunMetadata,
     Summary,
 )
+
+if TYPE_CHECKING:
+    from mtmcs.models.guided import Guidance
 
 RubricSource = Literal["ours", "authors"]
 RUBRIC_SOURCES: tuple[RubricSource, ...] = ("ours", "authors")
@@ -82,13 +96,15 @@ class RunConfig:
     settings: RunSettings = field(default_factory=RunSettings)
     defense: DefenceName | None = None
     defense_scope: Scope = "all"
-    defense_text: str | None = None
-    defense_selector: Literal["lexical", "judge"] = "lexical"
+    defense_text: TextChoice = "original"  # the authors' (fetched), ours, or a file's
+    defense_texts_dir: Path | None = None  # a local copy of the defences' published texts
+    defense_selector: Literal["retrieval", "judge"] = "retrieval"
     shard: tuple[int, int] | None = None  # (index, count): every count-th row from index
     check_images: bool = True
     rubrics: RubricSource = "ours"
     rubrics_dir: Path | None = None  # a local copy of the authors' rubric files
     local: LocalModelOptions = field(default_factory=LocalModelOptions)
+    immune: ImmuneOptions = field(default_factory=ImmuneOptions)  # --defense immune's
 
 
 @dataclass
@@ -122,6 +138,17 @@ def answer_calls(config: RunConfig, kind: CallKind) -> AnswerCalls:
         kind,
         scope=config.defense_scope,
         judge_selects=config.defense_selector == "judge",
+        immune=immune_settings(config),
+    )
+
+
+def immune_settings(config: RunConfig) -> ImmuneSettings | None:
+    """An Immune run's settings, resolved (`UsageError` for a missing reward model, the
+    judge as reward model unless allowed, …); `None` for any other run."""
+    if config.defense != "immune":
+        return None
+    return config.immune.resolve(
+        config.model, config.judge, config.judge_base_urls, config.judge_api_key_env
     )
 
 
@@ -195,6 +222,32 @@ def resolve_captions(
     return captions
 
 
+def defence_text(config: RunConfig) -> DefenceText | None:
+    """The text the run's defence adds (fetched or read; None without one)."""
+    if config.defense is None:
+        return None
+    return DEFENCE_CLASSES[config.defense].text_for(config.defense_text, config.defense_texts_dir)
+
+
+def defence_record(config: RunConfig) -> dict[str, Any]:
+    """The summary's fields on the defence's text and, for AdaShield-A, its retrieval."""
+    text = defence_text(config)
+    if text is None:
+        return {}
+    retrieval = None
+    if config.defense == "adashield-a":
+        embedding = embedding_name()
+        retrieval = DefenceRetrieval(embedding=embedding, threshold=THRESHOLDS[embedding])
+    source = DefenceSource(
+        preset=text.preset,
+        placement=text.placement,
+        source=text.source,
+        commit=text.commit,
+        sha256=text.sha256,
+    )
+    return {"defense_text": text.text, "defense_source": source, "defense_retrieval": retrieval}
+
+
 def build_summary(
     config: RunConfig,
     benchmark: Benchmark,
@@ -213,8 +266,9 @@ def build_summary(
         model=config.model,
         defense=config.defense,
         defense_scope=config.defense_scope if config.defense else None,
-        defense_text=config.defense_text,
+        **defence_record(config),
         defense_selector=config.defense_selector if config.defense == "adashield-a" else None,
+        immune=immune_record(config, settings),
         judge=config.judge,
         judge_kind=judge_kind(config.judge),
         dataset=benchmark.name,
@@ -347,6 +401,36 @@ def create_providers(
     return model, judge
 
 
+def immune_record(config: RunConfig, settings: RunSettings) -> ImmuneRecord | None:
+    """The summary's account of an Immune run's settings."""
+    immune = immune_settings(config)
+    if immune is None:
+        return None
+    return ImmuneRecord.model_validate(immune.record(settings.decoding("turn").temperature))
+
+
+def create_reward(
+    config: RunConfig,
+    immune: ImmuneSettings | None,
+    images: ImageEncoder,
+    limits: Mapping[Role, AdaptiveLimiter],
+) -> tuple[ChatModel | Judge | None, Guidance | None]:
+    """Immune's reward model: for the best-of-N approximation, a provider for its own
+    caller (under `limits["reward"]`); for guided decoding, the guidance holding it."""
+    if immune is None:
+        return None, None
+    if immune.guided:
+        return None, create_guidance(immune, device=config.local.device, dtype=config.local.dtype)
+    options = ProviderOptions(
+        max_retries=config.max_retries,
+        timeout=config.timeout,
+        max_reply_bytes=config.max_reply_bytes,
+        on_rate_limit=limits["reward"].throttled,
+        **asdict(config.local),
+    )
+    return create_reward_model(immune, images, options), None
+
+
 async def _close(*models: ChatModel | Judge) -> None:
     for model in models:
         await model.aclose()
@@ -367,19 +451,29 @@ def run_benchmark(
         "model": AdaptiveLimiter(config.settings.max_connections),
         "judge": AdaptiveLimiter(config.settings.judge_max_connections),
     }
+    immune = immune_settings(config)  # before any model is loaded
+    if immune is not None and not immune.guided:
+        limits["reward"] = AdaptiveLimiter(immune.reward_max_connections)
     source = _DatasetImages()
     images = ImageEncoder(source)
     model, judge = create_providers(config, images, limits)
+    try:
+        reward_model, guidance = create_reward(config, immune, images, limits)
+    except BaseException:
+        asyncio.run(_close(model, judge))
+        raise
+    rewards = [] if reward_model is None else [reward_model]
     try:
         plan = plan_run(config)
         captions = resolve_captions(config, plan.benchmark, plan.dialogues)
         rubrics = (
             load_authors_rubrics(config.rubrics_dir) if config.rubrics == "authors" else RUBRICS
         )
+        text = defence_text(config)
         config.out.mkdir(parents=True, exist_ok=True)
         store = Store(config.out / "store.sqlite")
     except BaseException:
-        asyncio.run(_close(model, judge))
+        asyncio.run(_close(model, judge, *rewards))
         raise
     source.benchmark = plan.benchmark
     benchmark, rows, dialogues, planned = plan.benchmark, plan.rows, plan.dialogues, plan.planned
@@ -400,6 +494,8 @@ def run_benchmark(
             for role in planned
             if role not in ("model", "judge")
         }
+        if reward_model is not None:  # Immune's reward model: its own, not the judge
+            asked["reward"] = Caller(reward_model, store, limits["reward"])
         callers.update(asked)
 
         async def ask(item: str, request: JudgeRequest, *, kind: str | None = None) -> str:
@@ -410,9 +506,13 @@ def run_benchmark(
             CountedModel(model),  # each of the defence's calls of the model counted
             config.defense,
             scope=config.defense_scope,
-            text=config.defense_text,
+            text=text,
             judge=ask,
             judge_selects=config.defense_selector == "judge",
+            judge_decoding=run_settings(config).judge,
+            immune=immune,
+            reward=asked["reward"].text if reward_model is not None else None,
+            guidance=guidance,
         )
 
         def defence_calls(request: ChatRequest) -> dict[str, int]:
@@ -439,7 +539,7 @@ def run_benchmark(
         try:
             return await scheduler.run(dialogues)
         finally:
-            await _close(model, judge)
+            await _close(model, judge, *rewards)
 
     try:
         outcome = asyncio.run(execute())

@@ -106,6 +106,49 @@ class RayShards(RunFile):
     calls: dict[str, dict[str, int]]
 
 
+class DefenceSource(RunFile):
+    """Where a defence's text came from: `preset` (`original`: its authors' published text,
+    `ours`, `file`), `placement` (`authors`: where they put it; `ours`), `source` (the
+    repository and path, the file, or `mtmcs`), the pinned `commit` and the `sha256` of the
+    file read (of the text for ours)."""
+
+    preset: str
+    placement: str
+    source: str
+    commit: str | None = None
+    sha256: str
+
+
+class DefenceRetrieval(RunFile):
+    """How AdaShield-A retrieved its defence prompts: the query `embedding` (a model, or the
+    bag-of-words fallback) and the similarity `threshold` below which queries pass."""
+
+    embedding: str
+    threshold: float
+
+
+class ImmuneRecord(RunFile):
+    """How an Immune run chose its replies: `mode` (`guided`: reward-guided decoding, token
+    by token; `best-of-n`: the best-of-N approximation, whole candidates scored) and its
+    `method` in words, the `reward_model` and whether it is the judge (`reward_is_judge`:
+    forced with --allow-judge-reward, biased), `candidates`, their `seeds` and
+    `temperature` (best of N; guided: the sampling temperature, `None` = argmax), the
+    reward's `weight` and the `top_k` tokens rescored (guided), the `selection` rule, and
+    how the intent `questions` were answered (`plain model` unless reward-guided)."""
+
+    mode: str
+    method: str
+    reward_model: str
+    reward_is_judge: bool = False
+    candidates: int | None = None
+    seeds: str | None = None
+    temperature: float | None = None
+    weight: float | None = None
+    top_k: int | None = None
+    selection: str | None = None
+    questions: str | None = None
+
+
 class RunMetadata(RunFile):
     """What a run was: model, judge, data, settings, and what it cost.
 
@@ -117,7 +160,10 @@ class RunMetadata(RunFile):
     defense: str | None = None
     defense_scope: str | None = None
     defense_text: str | None = None
+    defense_source: DefenceSource | None = None
+    defense_retrieval: DefenceRetrieval | None = None
     defense_selector: str | None = None
+    immune: ImmuneRecord | None = None  # Immune runs only
     judge: str
     judge_kind: str = ""
     dataset: str | None = None
@@ -149,7 +195,7 @@ class RunMetadata(RunFile):
     @model_serializer(mode="wrap")
     def _without_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
-        for key in ("ray", "model_args"):  # only runs spread over Ray / given -M say so
+        for key in ("ray", "model_args", "immune"):  # only runs that have them say so
             if data.get(key) is None:
                 data.pop(key, None)
         return data

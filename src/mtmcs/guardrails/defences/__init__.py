@@ -1,13 +1,16 @@
 """The paper's five inference-time defences, as wrappers around the model under test.
 
-The paper publishes no code for them; these are our implementations of each idea, with
-defence texts written by us:
+The paper publishes no code for them; these are our implementations of each idea (see
+docs/defences.md for how each differs from its authors' code):
 
-- `dpp`: a defensive prompt patch appended to every user turn;
-- `adashield-s`: a static instruction to inspect image and text for harmful intent, put
-  before the newest user turn; `adashield-a` picks the defence prompt of a pool that fits
-  the conversation best, by asking the run's judge or, by default, by bag-of-words cosine
-  similarity (offline and dependency-free);
+- `dpp`: a defensive prompt patch appended to every user turn: by default DPP's published
+  Llama-2 suffix (`mtmcs.data.defence_texts`), or ours (`--defense-text ours`);
+- `adashield-s`: a static instruction to inspect image and text for harmful intent: by
+  default AdaShield's published prompt after the query (query, prompt, query), or ours
+  before the newest user turn; `adashield-a` retrieves the defence prompt of our pool whose
+  example attack query is nearest to the query (sentence embeddings, bag-of-words without
+  the `categories` extra), leaves the query unchanged below a similarity threshold, or asks
+  the run's judge to choose;
 - `self-reflection`: draft, self-check against the whole conversation, revise: three
   calls per answer, all kept in the store;
 - `cot`: reason about intent and risk first, inside tags that are stripped from the visible
@@ -29,7 +32,7 @@ from __future__ import annotations
 
 from typing import get_args
 
-from mtmcs.guardrails.defences.adashield import ADASHIELD_POOL, ADASHIELD_STATIC, most_similar
+from mtmcs.guardrails.defences.adashield import ADASHIELD_POOL, ADASHIELD_STATIC
 from mtmcs.guardrails.defences.base import (
     DEFENCE_CLASSES,
     AskJudge,
@@ -62,6 +65,5 @@ __all__ = [
     "DefendedModel",
     "Scope",
     "SelfReflection",
-    "most_similar",
     "register",
 ]

@@ -4,11 +4,14 @@ judge's interface for a defence, and helpers over a request's messages."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import ClassVar, Literal, Protocol
 
+from mtmcs.data.defence_texts import DefenceText, TextChoice
 from mtmcs.models.base import CallKind, ChatModel, ChatRequest, Completion
 from mtmcs.models.judges import JudgeRequest
 from mtmcs.protocol.messages import Message, transcript_text
+from mtmcs.protocol.prompts import Decoding
 
 DefenceName = Literal["dpp", "adashield-s", "adashield-a", "self-reflection", "cot", "immune"]
 Scope = Literal["all", "turns"]
@@ -44,8 +47,9 @@ class Defence:
     """One defence: how a defended call is answered. Subclasses set `name` and implement
     `answer`; `DEFENCE_CLASSES` maps each name to its class.
 
-    `inner` is the model under test; `text` replaces the defence's own prompt (DPP,
-    AdaShield-S); `judge` asks the run's judge, `judge_selects` makes AdaShield-A ask it.
+    `inner` is the model under test; `text` is the defence's prompt (DPP, AdaShield-S) and
+    where it comes from (None: ours); `judge` asks the run's judge, `judge_selects` makes
+    AdaShield-A ask it, with `judge_decoding` (the run's judge decoding) as its base.
     """
 
     name: ClassVar[DefenceName]
@@ -54,19 +58,27 @@ class Defence:
         self,
         inner: ChatModel,
         *,
-        text: str | None = None,
+        text: DefenceText | None = None,
         judge: AskJudge | None = None,
         judge_selects: bool = False,
+        judge_decoding: Decoding | None = None,
     ) -> None:
         self.inner = inner
         self.text = text
         self.judge = judge
         self.judge_selects = judge_selects
+        self.judge_decoding = judge_decoding
 
     @classmethod
     def needs_judge(cls, judge_selects: bool) -> bool:
         """Whether this defence asks the run's judge (so needs one)."""
         return False
+
+    @classmethod
+    def text_for(cls, choice: TextChoice, source: Path | None) -> DefenceText | None:
+        """The text this defence adds for `--defense-text` (`original`: its authors', read
+        from `source` or fetched; `ours`; a file's), or None when it adds none."""
+        return None
 
     @classmethod
     def calls_per_answer(cls, kind: CallKind, *, judge_selects: bool) -> AnswerCalls:

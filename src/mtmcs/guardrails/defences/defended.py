@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from mtmcs.data.defence_texts import DefenceText
 from mtmcs.guardrails.defences.base import (
     DEFENCE_CLASSES,
     AnswerCalls,
@@ -9,7 +12,12 @@ from mtmcs.guardrails.defences.base import (
     DefenceName,
     Scope,
 )
+from mtmcs.guardrails.defences.immune import AskReward, Immune, ImmuneSettings
 from mtmcs.models.base import CallKind, ChatModel, ChatRequest, Completion
+from mtmcs.protocol.prompts import Decoding
+
+if TYPE_CHECKING:
+    from mtmcs.models.guided import Guidance
 
 
 def defends(scope: Scope, kind: CallKind) -> bool:
@@ -23,11 +31,15 @@ def calls_per_answer(
     *,
     scope: Scope = "all",
     judge_selects: bool = False,
+    immune: ImmuneSettings | None = None,
 ) -> AnswerCalls:
     """The calls one call of `kind` costs under `defence` (`None`: undefended): one call of
-    the model when the scope leaves it undefended, else what the defence declares."""
+    the model when the scope leaves it undefended, else what the defence declares (Immune:
+    what its settings `immune` cost, when given)."""
     if defence is None or not defends(scope, kind):
         return AnswerCalls()
+    if defence == "immune" and immune is not None:
+        return immune.answer_calls(kind)
     return DEFENCE_CLASSES[defence].calls_per_answer(kind, judge_selects=judge_selects)
 
 
@@ -37,9 +49,11 @@ class DefendedModel:
     `scope` says which calls are defended: `all` (dialogue turns and intent questions, the
     default, since the paper reports defences changing MCQ accuracy) or `turns` only. The
     name (`model+defence`) keeps defended calls apart from undefended ones in the store.
-    `judge` asks the run's judge (Immune's reward model; AdaShield-A's selector when
-    `judge_selects`, else the lexical choice). The defence itself is the class registered
-    under its name in `DEFENCE_CLASSES`.
+    `judge` asks the run's judge (AdaShield-A's selector when `judge_selects`, else the
+    retrieval). Immune takes `immune` (its settings, whose `tag` joins the name:
+    `model+immune[best-of-4, reward …]`) and `reward` (its reward model's caller, best of
+    N) or `guidance` (guided decoding). The defence itself is the class registered under
+    its name in `DEFENCE_CLASSES`.
     """
 
     def __init__(
@@ -48,9 +62,13 @@ class DefendedModel:
         defence: DefenceName,
         *,
         scope: Scope = "all",
-        text: str | None = None,
+        text: DefenceText | None = None,
         judge: AskJudge | None = None,
         judge_selects: bool = False,
+        judge_decoding: Decoding | None = None,
+        immune: ImmuneSettings | None = None,
+        reward: AskReward | None = None,
+        guidance: Guidance | None = None,
     ) -> None:
         cls = DEFENCE_CLASSES.get(defence)
         if cls is None:
@@ -59,11 +77,24 @@ class DefendedModel:
         if judge is None and cls.needs_judge(judge_selects):
             raise ValueError(f"the {defence} defence needs the run's judge (its reward model)")
         self.name = f"{inner.name}+{defence}"
+        extra: dict[str, Any] = {}
+        if cls is Immune:  # its settings, and its reward model's caller or guidance
+            extra = {"settings": immune, "reward": reward, "guidance": guidance}
+            if immune is not None:  # answers differ by reward model, mode, …: so do keys
+                self.name += f"[{immune.tag()}]"
+        self.immune = immune
         self.inner = inner
         self.defence = defence
         self.scope = scope
         self.judge_selects = judge_selects
-        self.applied = cls(inner, text=text, judge=judge, judge_selects=judge_selects)
+        self.applied = cls(
+            inner,
+            text=text,
+            judge=judge,
+            judge_selects=judge_selects,
+            judge_decoding=judge_decoding,
+            **extra,
+        )
 
     def defends(self, kind: CallKind) -> bool:
         """Whether calls of this kind go through the defence."""
@@ -72,7 +103,11 @@ class DefendedModel:
     def calls_per_answer(self, request: ChatRequest) -> AnswerCalls:
         """The calls answering `request` costs (a stored answer counts them as cached)."""
         return calls_per_answer(
-            self.defence, request.kind, scope=self.scope, judge_selects=self.judge_selects
+            self.defence,
+            request.kind,
+            scope=self.scope,
+            judge_selects=self.judge_selects,
+            immune=self.immune,
         )
 
     async def complete(self, request: ChatRequest) -> Completion:
