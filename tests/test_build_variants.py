@@ -192,6 +192,8 @@ def test_variants_are_made_checked_recorded_and_run(
     builder = Builder({token(p.read_bytes()) for p in images}, frozenset({lost}))
     server = fake_server(builder)
     out = tmp_path / "dataset"
+    planned = invoke(*build_args(tmp_path / "images", out, server), "--dry-run")
+    assert "variant_caption: 6" in planned.stdout and "variant_edit" not in planned.stdout
     built = invoke(*build_args(tmp_path / "images", out, server))
     assert built.returncode == 0, built.stdout + built.stderr
     report = json.loads((out / "build_report.json").read_text())
@@ -399,6 +401,7 @@ def test_openai_image_edits_backend(fake_server: Callable[..., FakeServer], tmp_
     server = fake_server(Editing(Builder({token(p.read_bytes()) for p in images})))
     out = tmp_path / "dataset"
     args = build_args(tmp_path / "images", out, server, "--variants", "openai")
+    assert "variant_edit: 6" in invoke(*args, "--dry-run").stdout
     built = invoke(*args)
     assert built.returncode == 0, built.stdout + built.stderr
     edits = [r for r in server.requests if r.path == "/v1/images/edits"]

@@ -26,7 +26,7 @@ from mtmcs.build.run import (
     import_review,
     merge_review,
 )
-from mtmcs.build.variants import Backend
+from mtmcs.build.variants import VARIANTS_PER_IMAGE, Backend
 from mtmcs.cli.console import console, errors
 from mtmcs.cli.options import (
     ApiKeyEnvOption,
@@ -43,8 +43,12 @@ NOTHING_KEPT = 4
 """Exit status of a complete build that kept no scenario (3: some calls failed)."""
 
 
-def _print_plan(images: int, per_image: int, uncaptioned: int) -> None:
+def _print_plan(images: int, per_image: int, uncaptioned: int, variants: Backend) -> None:
     plan = planned_calls(images, per_image, uncaptioned)
+    if variants == "openai":
+        plan["variant_edit"] = images * VARIANTS_PER_IMAGE
+    if variants != "none":
+        plan["variant_caption"] = images * VARIANTS_PER_IMAGE
     console.print(f"{images} images, {per_image} intents each; planned calls:")
     for stage, count in plan.items():
         console.print(f"  {stage}: {count}")
@@ -172,7 +176,8 @@ def build(
         raise ConfigError(f"no images (png, jpg, gif, webp) in {images_dir}")
     given = load_captions(captions) if captions is not None else {}
     if dry_run:
-        _print_plan(len(images), per_image, sum(path.name not in given for path in images))
+        uncaptioned = sum(path.name not in given for path in images)
+        _print_plan(len(images), per_image, uncaptioned, variants)
         return
     if model is None:
         raise ConfigError("--model is required (provider/model)")
