@@ -519,7 +519,7 @@ def run_benchmark(
             return {role: n for role, n in defended.calls_per_answer(request).by_role.items()}
 
         model, per_answer = defended, defence_calls
-    callers["model"] = Caller(
+    model_caller = Caller(
         model,
         store,
         limits["model"],
@@ -527,6 +527,7 @@ def run_benchmark(
         per_answer=per_answer,
         peers={role: caller.counts for role, caller in callers.items()},
     )
+    callers = {"model": model_caller, **callers}  # the summary lists the model's calls first
 
     async def execute() -> RunOutcome:
         scheduler = Scheduler(
