@@ -129,8 +129,9 @@ def build(
     quota: Annotated[
         list[str] | None,
         typer.Option(
-            help="CATEGORY=N: keep at most N scenarios of this harm category (repeatable; "
-            "categories of docs/harm-taxonomy.md)."
+            metavar="CATEGORY=N",
+            help="Keep at most N scenarios of this harm category (repeatable; "
+            "categories of docs/harm-taxonomy.md).",
         ),
     ] = None,
     max_per_category: Annotated[
