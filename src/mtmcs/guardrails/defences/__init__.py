@@ -12,20 +12,24 @@ docs/defences.md for how each differs from its authors' code):
   the `categories` extra), leaves the query unchanged below a similarity threshold, or asks
   the run's judge to choose;
 - `self-reflection`: draft, self-check against the whole conversation, revise: three
-  calls per answer, all kept in the store;
+  calls per answer, in a row; a question is revised into its own answer format;
 - `cot`: reason about intent and risk first, inside tags that are stripped from the visible
-  reply (the reasoning is kept in the store);
+  reply (the reasoning is kept in the store); a question asks for its answer format after
+  the tags; reasoning cut off is an unfinished answer, kept and counted, never a failure
+  (docs/defences/cot-self-reflection.md);
 - `immune`: the API approximation of Immune's reward-guided decoding: best of N sampled
   candidates, each scored for safety by a reward model (the run's judge).
 
 Each defence is a small `Defence` class (`base`) in a module of its own, registered by name
 in `DEFENCE_CLASSES`;
 `DefendedModel` does the common part (which calls are defended, the `model+defence` name).
-The judge's calls of a defence (Immune's rewards, AdaShield-A's choice) go through the
-run's judge caller (`AskJudge`): they share its connection limit, are counted among the
-judge's calls and are stored under items of their own (`<item>/reward/<k>`,
-`<item>/selector`). The model's own extra calls (candidates, drafts) are part of the
-defended call and kept in its trace.
+Each defence declares what one defended call costs (`Defence.calls_per_answer`: calls by
+role, and how many in a row), which `mtmcs run --dry-run` counts. A defence's calls of
+other models (Immune's rewards, AdaShield-A's choice) go through callers of their own roles
+(`reward`, `selector`), are counted apart and stored under items of their own
+(`<item>/reward/<k>`, `<item>/selector`). The model's own extra calls (candidates, drafts)
+are part of the defended call, kept in its trace, and each counted among the model's calls
+(`mtmcs.engine.calls.CountedModel`).
 """
 
 from __future__ import annotations
