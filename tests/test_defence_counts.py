@@ -12,8 +12,9 @@ import pytest
 
 from command import invoke
 from fakeserver import FakeServer
-from mtmcs.engine.run import RunConfig, plan_run, run_benchmark
+from mtmcs.engine.run import RunConfig, plan_run, run_benchmark, run_connections
 from mtmcs.engine.scheduler import RunSettings
+from mtmcs.guardrails.defences.immune import ImmuneOptions
 from test_run_e2e import standard_reply
 
 DEFENDED: dict[str, dict[str, Any]] = {
@@ -34,6 +35,10 @@ DEFENDED: dict[str, dict[str, Any]] = {
 
 
 def config(server: FakeServer, out: Path, **defence: Any) -> RunConfig:
+    if defence.get("defense") == "immune":  # its own reward model, on the same server
+        defence["immune"] = ImmuneOptions(
+            reward_model="openai-compatible/reward", reward_base_urls=(server.base_url,)
+        )
     return RunConfig(
         model="openai-compatible/test-model",
         judge="openai-compatible/judge",
@@ -95,6 +100,21 @@ def test_planned_calls_follow_each_defences_declaration(
     assert planned("adashield-a/judge") == {"model": 24, "judge": 4, "selector": 24}
     immune = planned("immune")  # candidates and their rewards: the defence's own settings
     assert immune["judge"] == 4 and immune["model"] > 24 and immune["reward"] > 0
+
+
+def test_the_estimate_puts_each_roles_calls_on_its_connections(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    """The selector's calls share the judge's connections; Immune's reward model has its own."""
+    server = fake_server(standard_reply)
+    plan = plan_run(config(server, tmp_path, **DEFENDED["adashield-a/judge"]))
+    assert plan.critical_path == 3 * 2 + 2
+    # 24 model calls; 4 judge + 24 selector calls on the judge's connection
+    assert plan.estimate_s(1.0, {"model": 1, "judge": 1}) == 28
+    assert plan.estimate_s(1.0, {"model": 2, "judge": 1, "selector": 2}) == 12
+    immune = config(server, tmp_path, **DEFENDED["immune"])
+    assert run_connections(immune) == {"model": 4, "judge": 16, "reward": 16}
+    assert "reward" not in run_connections(config(server, tmp_path, **DEFENDED["cot"]))
 
 
 def test_dry_run_prints_the_calls_by_role_and_the_longer_critical_path(

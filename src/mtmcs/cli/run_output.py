@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from mtmcs.cli.console import console
-from mtmcs.engine.run import RunConfig, RunPlan, planned_calls
+from mtmcs.engine.run import RunConfig, RunPlan, planned_calls, run_connections
 from mtmcs.scoring.metrics import CELL_METRICS, Stat
 from mtmcs.scoring.rundir import RunDir
 from mtmcs.scoring.runfiles import Summary
@@ -89,17 +89,18 @@ def print_plan(plan: RunPlan, config: RunConfig, latency: float) -> None:
             *(str(planned.get(role, 0)) for role in plan.planned),
         )
     console.print(table)
-    settings = config.settings
     total = sum(plan.planned.values())
-    estimate = plan.estimate_s(latency, settings.max_connections, settings.judge_max_connections)
+    connections = run_connections(config)
+    estimate = plan.estimate_s(latency, connections)
     roles = " + ".join(f"{count} {role}" for role, count in plan.planned.items())
     console.print(
         f"calls: {roles} = {total}\n"
         f"critical path: {plan.critical_path} calls in sequence (R1, R2, R3, then the "
         "questions and the judge call side by side; each answer as many as its defence makes "
         "in a row)\n"
-        f"estimate at {latency:g} s per call with {settings.max_connections} model and "
-        f"{settings.judge_max_connections} judge connections: at least {estimate:,.0f} s "
+        f"estimate at {latency:g} s per call with "
+        + " and ".join(f"{n} {role}" for role, n in connections.items())
+        + f" connections: at least {estimate:,.0f} s "
         f"(one call at a time: {total * latency:,.0f} s)",
         soft_wrap=True,
     )

@@ -322,13 +322,25 @@ class RunPlan:
     critical_path: int
     """Calls in sequence (`critical_path`)."""
 
-    def estimate_s(self, latency: float, connections: int, judge_connections: int) -> float:
-        """Lower bound of the wall time against servers answering in `latency` seconds (a
-        defence's reward and selector calls share the judge's connections)."""
-        model = self.planned["model"] * latency / connections
-        judged = sum(n for role, n in self.planned.items() if role != "model")
-        judge = judged * latency / judge_connections
-        return max(self.critical_path * latency, model, judge)
+    def estimate_s(self, latency: float, connections: Mapping[str, int]) -> float:
+        """Lower bound of the wall time against servers answering in `latency` seconds, with
+        `connections` per role (`run_connections`): a role without its own shares the
+        judge's (AdaShield-A's selector)."""
+        pools: Counter[str] = Counter()
+        for role, calls in self.planned.items():
+            pools[role if role in connections else "judge"] += calls
+        busiest = max(calls * latency / connections[pool] for pool, calls in pools.items())
+        return max(self.critical_path * latency, busiest)
+
+
+def run_connections(config: RunConfig) -> dict[str, int]:
+    """The connections each role's calls share: the model's, the judge's, and Immune's
+    reward model's own."""
+    settings = config.settings
+    connections = {"model": settings.max_connections, "judge": settings.judge_max_connections}
+    if config.defense == "immune":
+        connections["reward"] = config.immune.reward_max_connections
+    return connections
 
 
 def plan_run(config: RunConfig) -> RunPlan:
