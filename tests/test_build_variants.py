@@ -25,6 +25,7 @@ from mtmcs.build.images import difference_hash, downscaled
 from mtmcs.build.variants import EDIT_PROMPTS, PillowEditor, cue_overlap
 from mtmcs.data.loaders import SAMPLE_DIR
 from mtmcs.engine.run import RunConfig, run_benchmark
+from mtmcs.extras import install_hint
 
 _WORDS = (
     "kettle window curtain breakfast harbor boat rope anchor sunset library shelf candle "
@@ -435,5 +436,5 @@ def test_diffusers_backend_without_diffusers_is_one_clear_line(tmp_path: Path) -
         *("--variants", "diffusers"),
     )
     assert result.returncode != 0
-    assert "pip install diffusers torch" in result.stderr
+    assert install_hint("variants") in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

