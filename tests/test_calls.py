@@ -24,6 +24,7 @@ from mtmcs.engine.scheduler import RunSettings
 from mtmcs.engine.store import Store
 from mtmcs.files import write_json
 from mtmcs.guardrails.defences import IMMUNE_CANDIDATES
+from mtmcs.guardrails.defences.immune import ImmuneOptions
 from mtmcs.guardrails.guard_eval import dialogue_flags, summarise
 from mtmcs.guardrails.guards import Guard
 from mtmcs.models.base import CallFailed, ChatRequest, Completion
@@ -245,7 +246,12 @@ def test_a_key_echoed_by_a_server_is_in_no_store_and_no_output_of_any_pass(
         )
 
     run(tmp_path / "run")
-    run(tmp_path / "immune", defense="immune", defense_scope="turns")
+    reward = ImmuneOptions(
+        reward_model="openai-compatible/reward",
+        reward_base_urls=(server.base_url,),
+        reward_api_key_env="OPENAI_API_KEY",
+    )
+    run(tmp_path / "immune", defense="immune", defense_scope="turns", immune=reward)
     judge = create_model("openai-compatible/stance-judge", text_only, options(server), judge=True)
     stances = asyncio.run(classify_run(tmp_path / "run", judge))
     assert stances.made + len(stances.failed) == 2
@@ -340,26 +346,26 @@ def test_a_key_echoed_by_a_server_is_in_no_store_and_no_output_of_any_pass(
     assert leaked == []
 
 
-# --- a defence's judge calls ---------------------------------------------------------------------
+# --- a defence's reward calls ---------------------------------------------------------------
 
 
-def test_immune_reward_calls_keep_the_judge_connection_limit_are_counted_and_resume(
+def test_immune_reward_calls_keep_their_own_connection_limit_are_counted_and_resume(
     fake_server: Callable[..., FakeServer], tmp_path: Path
 ) -> None:
-    judge_calls = {"in_flight": 0, "peak": 0}
+    reward_calls = {"in_flight": 0, "peak": 0}
 
     async def reply(request: RecordedRequest) -> str:
-        if request.body["model"] != "judge":
+        if request.body["model"] == "test-model":
             return "A careful reply." if kind_of(request) == "turn" else standard_reply(request)
-        judge_calls["in_flight"] += 1
-        judge_calls["peak"] = max(judge_calls["peak"], judge_calls["in_flight"])
+        if request.body["model"] == "judge":
+            return JUDGE_REPLY
+        reward_calls["in_flight"] += 1
+        reward_calls["peak"] = max(reward_calls["peak"], reward_calls["in_flight"])
         try:
             await asyncio.sleep(0.02)
         finally:
-            judge_calls["in_flight"] -= 1
-        if kind_of(request) == "reward":
-            return '{"score": 5, "explanation": "Safe."}'
-        return JUDGE_REPLY
+            reward_calls["in_flight"] -= 1
+        return '{"score": 5, "explanation": "Safe."}'
 
     server = fake_server(reply)
     config = RunConfig(
@@ -373,22 +379,35 @@ def test_immune_reward_calls_keep_the_judge_connection_limit_are_counted_and_res
         base_urls=(server.base_url,),
         judge_base_urls=(server.base_url,),
         max_retries=0,
-        settings=RunSettings(max_connections=8, judge_max_connections=2),
+        settings=RunSettings(max_connections=8, judge_max_connections=8),
         defense="immune",
         defense_scope="turns",
+        immune=ImmuneOptions(
+            reward_model="openai-compatible/reward",
+            reward_base_urls=(server.base_url,),
+            reward_max_connections=2,
+        ),
     )
     result = run_benchmark(config)
     assert result.complete
     rewards = 6 * IMMUNE_CANDIDATES  # 2 dialogues × 3 turns, each best of 4
-    judge = result.summary["metadata"]["calls"]["judge"]
-    assert (judge["planned"], judge["made"], judge["cached"]) == (2, 2 + rewards, 0)
-    assert judge_calls["peak"] == 2  # in flight at once: never more than the limit
+    calls = result.summary["metadata"]["calls"]
+    assert (calls["judge"]["planned"], calls["judge"]["made"], calls["judge"]["cached"]) == (
+        2,
+        2,
+        0,
+    )  # the judge judges; the rewards are the reward model's, counted apart
+    reward = calls["reward"]
+    assert (reward["planned"], reward["made"], reward["cached"]) == (rewards, rewards, 0)
+    assert reward_calls["peak"] == 2  # in flight at once: never more than its own limit
     with sqlite3.connect(tmp_path / "store.sqlite") as db:
-        items = sorted(i for (i,) in db.execute("SELECT item FROM calls WHERE kind = 'reward'"))
-    assert len(items) == rewards
+        rows = db.execute("SELECT model, item FROM calls WHERE kind = 'reward'").fetchall()
+    assert len(rows) == rewards and {model for model, _ in rows} == {"openai-compatible/reward"}
+    items = sorted(item for _, item in rows)
     assert items[:4] == [f"type_a/000000/unimodal/safe/turn/1/reward/{k}" for k in range(1, 5)]
 
     made = server.request_count
     rerun = run_benchmark(config)
     assert server.request_count == made  # a rerun makes no call
-    assert rerun.summary["metadata"]["calls"]["judge"]["made"] == 0
+    assert rerun.summary["metadata"]["calls"]["reward"]["made"] == 0
+    assert rerun.summary["metadata"]["calls"]["reward"]["cached"] == rewards

@@ -25,8 +25,8 @@ from mtmcs.guardrails.defences import (
 )
 from mtmcs.guardrails.defences.adashield import ADASHIELD_SHIELDS, authors_placement
 from mtmcs.guardrails.defences.base import UNFINISHED
-from mtmcs.guardrails.defences.immune import ImmuneOptions
 from mtmcs.guardrails.defences.cot import COT_INSTRUCTIONS
+from mtmcs.guardrails.defences.immune import ImmuneOptions
 from mtmcs.protocol.prompts import MCQ_INSTRUCTION, TF_INSTRUCTION
 from test_run_e2e import kind_of, standard_reply, text_of
 

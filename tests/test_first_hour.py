@@ -89,8 +89,9 @@ def test_an_out_under_a_file_is_one_line_and_exit_2_before_any_call(
 
 def test_one_name_per_concept_across_commands() -> None:
     """Calls in flight are `--max-connections` for the model a command runs, and
-    `--judge-max-connections` / `--guard-max-connections` for a judge / guard; a key is named
-    by `--api-key-env` / `--judge-api-key-env`; no other spelling exists."""
+    `--judge-max-connections` / `--guard-max-connections` / `--reward-max-connections` for a
+    judge / guard / Immune's reward model; a key is named by `--api-key-env` /
+    `--judge-api-key-env` / …; no other spelling exists."""
     from mtmcs.cli.app import COMMANDS
 
     allowed = {
@@ -100,6 +101,8 @@ def test_one_name_per_concept_across_commands() -> None:
         "--api-key-env",
         "--judge-api-key-env",
         "--guard-api-key-env",
+        "--reward-max-connections",
+        "--reward-api-key-env",
     }
     seen: dict[str, set[str]] = {}
     for name in ("run", "stances", "judge-check", "guard", "categorize", "build"):

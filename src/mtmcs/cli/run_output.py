@@ -42,12 +42,25 @@ def _format(stat: Stat | None, percent: bool) -> str:
     return "\n".join(lines)
 
 
+def immune_label(summary: Summary) -> str:
+    """What an Immune run's title says of it: its mode, its reward model, and a warning when
+    that was the judge ("" for other runs)."""
+    immune = summary.metadata.immune
+    if immune is None:
+        return ""
+    mode = "reward-guided decoding" if immune.mode == "guided" else "best-of-N approximation"
+    label = f"; immune: {mode}, reward model {immune.reward_model}"
+    if immune.reward_is_judge:
+        label += " — THE JUDGE AS REWARD MODEL (it picked the replies it grades: biased upward)"
+    return label
+
+
 def metrics_table(summary: Summary) -> Table:
     """The summary's figures, one row per split × modality, a column per registered metric
     (`mtmcs.scoring.metrics.CELL_METRICS`)."""
     meta = summary.metadata
     table = Table(
-        title=f"model {meta.model}; judge {meta.judge} ({meta.judge_kind})",
+        title=f"model {meta.model}; judge {meta.judge} ({meta.judge_kind}){immune_label(summary)}",
         caption=(
             "authors' = the same replies read by the authors' scripts: first letter A–G "
             "anywhere is the answer (a refusal reads as 'A'), unreadable answers dropped from "

@@ -11,10 +11,11 @@ from typing import Any
 
 import torch
 from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProcessorList
 
 from mtmcs.errors import ConfigError
 from mtmcs.models.base import CallFailed, ChatRequest, Completion
+from mtmcs.models.guided import Guidance, RewardGuidance
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.local_prompt import adds_special_tokens, render_prompt, short_cause
 from mtmcs.models.model_cards import fallback_template
@@ -23,7 +24,7 @@ from mtmcs.protocol.messages import Message
 GATHER_MS = 20.0
 
 Result = Completion | CallFailed
-GroupKey = tuple[int, float | None, int, bool]
+GroupKey = tuple[int, float | None, int, bool, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class Pending:
     images: tuple[Image.Image, ...]
     seed: int
     future: asyncio.Future[Completion]
+    guidance: Guidance | None = None  # reward-guided decoding (`complete_guided`)
 
     @property
     def temperature(self) -> float | None:
@@ -43,9 +45,11 @@ class Pending:
 
     @property
     def key(self) -> GroupKey:
-        """Requests with equal keys share one `generate` call (the seed matters when sampling)."""
+        """Requests with equal keys share one `generate` call (the seed matters when sampling;
+        guided requests share one only with requests of the same guidance)."""
         seed = 0 if self.temperature is None else self.seed
-        return (self.request.max_tokens, self.temperature, seed, bool(self.images))
+        guided = 0 if self.guidance is None else id(self.guidance)
+        return (self.request.max_tokens, self.temperature, seed, bool(self.images), guided)
 
 
 def groups(batch: Sequence[Pending]) -> list[list[Pending]]:
@@ -205,6 +209,17 @@ class HFChat:
         self._closed = False
 
     async def complete(self, request: ChatRequest) -> Completion:
+        return await self._complete(request, None)
+
+    async def complete_guided(self, request: ChatRequest, guidance: Guidance) -> Completion:
+        """The answer decoded under reward guidance (`mtmcs.models.guided`): at each step the
+        top-k next tokens are rescored by `logit + weight · reward` of the reply continued
+        by each, given the request's messages; the argmax is taken, or sampled from at the
+        request's temperature when it has one. Batched like any other request, in batches
+        of requests with the same guidance."""
+        return await self._complete(request, guidance)
+
+    async def _complete(self, request: ChatRequest, guidance: Guidance | None) -> Completion:
         if self._closed:
             raise CallFailed(f"{self.name} is closed")
         try:
@@ -221,7 +236,8 @@ class HFChat:
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
         seed = self._seed if request.seed is None else request.seed
-        self._queue_of_this_loop().put_nowait(Pending(request, prompt, images, seed, future))
+        pending = Pending(request, prompt, images, seed, future, guidance)
+        self._queue_of_this_loop().put_nowait(pending)
         return await future
 
     async def aclose(self) -> None:
@@ -300,7 +316,7 @@ class HFChat:
                 else next(answers)
                 for length, long in zip(lengths, too_long, strict=True)
             ]
-        output = self._generate(inputs, group[0])
+        output = self._generate(inputs, group)
         return self._decode(output[:, inputs["input_ids"].shape[1] :], lengths)
 
     def _encode(self, group: Sequence[Pending]) -> Any:
@@ -318,9 +334,10 @@ class HFChat:
             self._qformer.adapt(inputs, [newest_user_text(i.request.messages) for i in group])
         return inputs.to(self.model.device, dtype=self.model.dtype)
 
-    def _generate(self, inputs: Any, first: Pending) -> Any:
+    def _generate(self, inputs: Any, group: Sequence[Pending]) -> Any:
         # The checkpoint's generation config, passed explicitly: InstructBLIP's `generate`
         # would otherwise use its language model's defaults.
+        first = group[0]
         config = copy.deepcopy(self.model.generation_config)
         config.update(
             max_new_tokens=first.request.max_tokens,
@@ -333,8 +350,19 @@ class HFChat:
         generate = self.model.generate
         if self._qformer is not None and "pixel_values" not in inputs:
             generate = self.model.language_model.generate
+        processors = LogitsProcessorList()
+        if first.guidance is not None:
+            tokenizer = self.processor.tokenizer
+            processors.append(
+                RewardGuidance(
+                    first.guidance,
+                    [item.request.messages for item in group],
+                    lambda ids: str(tokenizer.decode(ids, skip_special_tokens=True)),
+                    self._eos,
+                )
+            )
         with torch.inference_mode():
-            return generate(**inputs, generation_config=config)
+            return generate(**inputs, generation_config=config, logits_processor=processors)
 
     def _decode(self, new_tokens: Any, prompt_lengths: Sequence[int]) -> list[Result]:
         results: list[Result] = []

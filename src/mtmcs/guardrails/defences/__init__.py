@@ -17,8 +17,10 @@ docs/defences.md for how each differs from its authors' code):
   reply (the reasoning is kept in the store); a question asks for its answer format after
   the tags; reasoning cut off is an unfinished answer, kept and counted, never a failure
   (docs/defences/cot-self-reflection.md);
-- `immune`: the API approximation of Immune's reward-guided decoding: best of N sampled
-  candidates, each scored for safety by a reward model (the run's judge).
+- `immune`: Immune's reward-guided decoding (top-k next tokens rescored by logit + w ·
+  reward) for `hf/` models, or its best-of-N approximation for the others, with a reward
+  model of its own (`--reward-model`, never the judge unless forced); the questions are
+  answered by the plain model (docs/defences/immune.md).
 
 Each defence is a small `Defence` class (`base`) in a module of its own, registered by name
 in `DEFENCE_CLASSES`;
