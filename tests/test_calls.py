@@ -318,7 +318,9 @@ def test_a_key_echoed_by_a_server_is_in_no_store_and_no_output_of_any_pass(
         "0",
         env={"OPENAI_API_KEY": SECRET},
     )
-    assert built.returncode == 0, built.stderr
+    # A third of the calls fail with the key in the error body: the build is incomplete
+    # (exit 3), the failures recorded with their causes, masked.
+    assert built.returncode in (0, 3), built.stderr
     assert SECRET not in built.stdout + built.stderr
 
     assert all(
