@@ -438,3 +438,18 @@ def test_diffusers_backend_without_diffusers_is_one_clear_line(tmp_path: Path) -
     assert result.returncode != 0
     assert install_hint("variants") in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_variant_captions_use_the_build_stage_settings(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    images = sample_images(tmp_path / "images", count=1)
+    server = fake_server(Builder({token(images[0].read_bytes())}))
+    out = tmp_path / "dataset"
+    more = ("--temperature", "0.3", "--max-tokens", "300")
+    built = invoke(*build_args(tmp_path / "images", out, server, *more))
+    assert built.returncode == 0, built.stdout + built.stderr
+    made = set(variant_tokens(images[0]))
+    asked = [r.body for r in server.requests if r.call_kind == "caption" and parts(r)[1] in made]
+    assert len(asked) == 3  # one caption call per variant
+    assert all(body["temperature"] == 0.3 and body["max_tokens"] == 300 for body in asked)

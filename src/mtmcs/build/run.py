@@ -139,7 +139,13 @@ async def _build(
             counts = replace(models.captioner.counts)
             first = {s.image: s.caption for s in reversed(scenarios)}
             variants = await run_variants(
-                editor, out, first, models.captioner, state, lambda i, p: files.update({i: p})
+                editor,
+                out,
+                first,
+                models.captioner,
+                state,
+                lambda i, p: files.update({i: p}),
+                models.settings,
             )
             state.new_calls += models.captioner.counts.made - counts.made
             state.cached_calls += models.captioner.counts.cached - counts.cached

@@ -38,7 +38,7 @@ from PIL import Image, ImageEnhance, ImageOps
 from mtmcs.build import schemas as s
 from mtmcs.build.content import BuildCaller
 from mtmcs.build.gate import content_words
-from mtmcs.build.pipeline import BuildState, Drop, structured
+from mtmcs.build.pipeline import BuildState, Drop, StageSettings, structured
 from mtmcs.errors import ConfigError
 from mtmcs.extras import install_hint
 
@@ -354,9 +354,11 @@ async def run_variants(
     caller: BuildCaller,
     state: BuildState,
     register: Callable[[str, Path], None],
+    settings: StageSettings,
 ) -> list[Variant]:
     """Variants of each staged image in `captions` (image → its caption), each captioned
-    and checked for the cue; `register(id, path)` lets the encoder read a variant."""
+    with the build's stage `settings` (`--temperature`, `--max-tokens`, …) and checked for
+    the cue; `register(id, path)` lets the encoder read a variant."""
     earlier = previous(out)
 
     async def one(image: str) -> list[Variant]:
@@ -376,6 +378,7 @@ async def run_variants(
                 s.caption_prompt(),
                 variant_id,
                 s.CaptionOut.model_validate,
+                settings,
             )
             if found is None:
                 variant.dropped = "its caption call failed or was invalid"
