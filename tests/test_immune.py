@@ -299,6 +299,11 @@ def test_the_offline_forced_run_is_labelled(tmp_path: Path) -> None:
         ]
     assert len(traces) == 12 and all(len(t) == IMMUNE_CANDIDATES for t in traces)
 
+    report = invoke("report", str(tmp_path / "r"), "--out", str(tmp_path / "rep"), "--format", "md")
+    assert report.returncode == 0, report.stderr
+    leaderboard = (tmp_path / "rep" / "leaderboard.md").read_text()
+    assert "baseline/random + immune [judge as reward model]" in leaderboard
+
 
 @pytest.mark.parametrize(
     ("extra", "message"),

@@ -72,6 +72,9 @@ class Column:
     judge: bool = False  # a mean judge score: shown with its unscored dialogues
 
 
+JUDGE_AS_REWARD = "[judge as reward model]"
+"""Marks an Immune run that used the judge as its reward model (`--allow-judge-reward`)."""
+
 COLUMNS = tuple(Column(m.name, m.label, m.percent, m.source == "judge") for m in CELL_METRICS)
 """The leaderboard's metric columns: the registry's (`mtmcs.scoring.metrics.CELL_METRICS`)."""
 
@@ -123,10 +126,13 @@ class RunSummary:
 
     @property
     def model(self) -> str:
-        """The model, with its defence when it ran behind one (its own leaderboard row)."""
-        defense = self.metadata.defense
-        model = self.metadata.model
-        return f"{model} + {defense}" if defense else model
+        """The model, with its defence when it ran behind one (its own leaderboard row); an
+        Immune run whose reward model was the judge says so (its scores are biased upward)."""
+        meta = self.metadata
+        model = f"{meta.model} + {meta.defense}" if meta.defense else meta.model
+        if meta.immune is not None and meta.immune.reward_is_judge:
+            model += f" {JUDGE_AS_REWARD}"
+        return model
 
     @property
     def judge(self) -> str:
