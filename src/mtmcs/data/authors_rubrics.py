@@ -16,15 +16,13 @@ checksum (an index of stored public repositories) are at 051230d2ef78; it holds 
 from __future__ import annotations
 
 import ast
-import hashlib
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
 from mtmcs.data.captions import cache_dir
+from mtmcs.data.pinned import cached_or_downloaded, check_sha256, read_file
 from mtmcs.errors import ConfigError
-from mtmcs.files import atomic_file
 from mtmcs.protocol.rubrics import AUTHORS_CONSTANTS, Rubric, authors_rubrics
 
 __all__ = [
@@ -51,6 +49,8 @@ AUTHORS_RUBRICS_SHA256: Mapping[str, str] = MappingProxyType(
     }
 )
 """Path in the repository → SHA-256 of the file at `AUTHORS_RUBRICS_COMMIT`."""
+
+_PIN = f"the file at commit {AUTHORS_RUBRICS_COMMIT[:12]} of franciscoliu/MTMCS-Bench"
 
 _CONSTANTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
@@ -97,7 +97,16 @@ def authors_rubric_texts(
         if source is not None:
             data, origin = _local(source, path, expected)
         else:
-            data, origin = _cached_or_downloaded(f"{base_url}/{path}", folder / path, expected)
+            url, cached = f"{base_url}/{path}", folder / path
+            origin = str(cached) if cached.is_file() else url
+            data = cached_or_downloaded(
+                url,
+                cached,
+                expected,
+                pin=_PIN,
+                what="the authors' rubric file ",
+                instead="then run again",
+            )
         texts.update(_rubric_constants(data, origin, _CONSTANTS.get(path, ())))
     return texts
 
@@ -111,48 +120,9 @@ def _local(source: Path, path: str, expected: str) -> tuple[bytes, str]:
         raise ConfigError(
             f"the authors' rubric file {path} is not in {source} (looked for {looked})"
         )
-    data = _read(found)
-    _check(data, expected, str(found), "")
+    data = read_file(found)
+    check_sha256(data, expected, str(found), _PIN)
     return data, str(found)
-
-
-def _cached_or_downloaded(url: str, path: Path, expected: str) -> tuple[bytes, str]:
-    if path.is_file():
-        data = _read(path)
-        _check(data, expected, f"cached file {path}", "; delete it to download it again")
-        return data, str(path)
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            data = response.read()
-    except (OSError, ValueError) as error:
-        raise ConfigError(
-            f"cannot download the authors' rubric file {url} ({error}); download it yourself "
-            f"and save it as {path}, then run again"
-        ) from error
-    _check(data, expected, url, "")
-    try:
-        with atomic_file(path, binary=True) as handle:
-            handle.write(data)
-    except OSError as error:
-        raise ConfigError(f"cannot cache {url} as {path}: {error}") from error
-    return data, url
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise ConfigError(f"cannot read {path}: {error.strerror}") from error
-
-
-def _check(data: bytes, expected: str, origin: str, hint: str) -> None:
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != expected.lower():
-        raise ConfigError(
-            f"{origin}: checksum mismatch: got {digest}, expected {expected} "
-            f"(the file at commit {AUTHORS_RUBRICS_COMMIT[:12]} of franciscoliu/MTMCS-Bench)"
-            f"{hint}"
-        )
 
 
 def _rubric_constants(data: bytes, origin: str, names: tuple[str, ...]) -> dict[str, str]:

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from mtmcs.data.captions import cache_dir
+from mtmcs.data.pinned import cached_or_downloaded, check_sha256, read_file
 from mtmcs.errors import ConfigError
-from mtmcs.files import atomic_file
 
 __all__ = [
     "ADASHIELD_STATIC_FILE",
@@ -70,6 +69,11 @@ class PinnedFile:
         return f"{self.host}/{self.repo}/{self.commit}/{self.path}"
 
     @property
+    def pin(self) -> str:
+        """Which file this is, for messages."""
+        return f"the file at commit {self.commit[:12]} of {self.repo}"
+
+    @property
     def local_path(self) -> str:
         """The file's path in a folder of checkouts side by side: `<repository name>/<path>`."""
         return f"{self.repo.split('/')[1]}/{self.path}"
@@ -103,7 +107,7 @@ class DefenceText:
     @classmethod
     def from_file(cls, path: Path) -> DefenceText:
         """The text of a file (`--defense-text FILE`), without surrounding blank space."""
-        data = _read(path)
+        data = read_file(path)
         try:
             text = data.decode("utf-8").strip()
         except UnicodeDecodeError as error:
@@ -155,52 +159,20 @@ def pinned_text(
         path = source / file.local_path
         if not path.is_file():
             raise ConfigError(f"{file.repo}'s {file.path} is not in {source} (looked for {path})")
-        data = _read(path)
-        _check(data, file, str(path), "")
+        data = read_file(path)
+        check_sha256(data, file.sha256, str(path), file.pin)
     else:
         name = file.repo.split("/")[1]
         folder = cache or cache_dir() / f"{name}-{file.commit[:12]}"
-        data = _cached_or_downloaded(file, folder / file.path)
+        data = cached_or_downloaded(
+            file.url,
+            folder / file.path,
+            file.sha256,
+            pin=file.pin,
+            instead="or pass --defense-texts-dir, or run with --defense-text ours",
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:  # unreachable with the pinned checksums
         raise ConfigError(f"{file.repo}'s {file.path} is not UTF-8 text ({error})") from error
     return DefenceText(text, "original", f"{file.repo}/{file.path}", file.commit, file.sha256)
-
-
-def _cached_or_downloaded(file: PinnedFile, path: Path) -> bytes:
-    if path.is_file():
-        data = _read(path)
-        _check(data, file, f"cached file {path}", "; delete it to download it again")
-        return data
-    try:
-        with urllib.request.urlopen(file.url, timeout=60) as response:
-            data = bytes(response.read())
-    except (OSError, ValueError) as error:
-        raise ConfigError(
-            f"cannot download {file.url} ({error}); download it yourself and save it as "
-            f"{path}, or pass --defense-texts-dir, or run with --defense-text ours"
-        ) from error
-    _check(data, file, file.url, "")
-    try:
-        with atomic_file(path, binary=True) as handle:
-            handle.write(data)
-    except OSError as error:
-        raise ConfigError(f"cannot cache {file.url} as {path}: {error}") from error
-    return data
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise ConfigError(f"cannot read {path}: {error.strerror}") from error
-
-
-def _check(data: bytes, file: PinnedFile, origin: str, hint: str) -> None:
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != file.sha256:
-        raise ConfigError(
-            f"{origin}: checksum mismatch: got {digest}, expected {file.sha256} "
-            f"(the file at commit {file.commit[:12]} of {file.repo}){hint}"
-        )
