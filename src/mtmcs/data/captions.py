@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import urllib.request
 from pathlib import Path
 
 from mtmcs.data.paths import MAX_CAPTIONS_BYTES, read_capped, regular_file
+from mtmcs.data.pinned import cached_or_downloaded
 from mtmcs.errors import ConfigError, DataError, Problem
-from mtmcs.files import atomic_file
 from mtmcs.protocol.text import invalid_code_points
 
 CAPTIONS_COMMIT = "9fa7c8489ede9b0f70599fa2c225634f45771e98"
@@ -86,22 +84,15 @@ def load_captions(path: Path, cap: int = MAX_CAPTIONS_BYTES) -> dict[int, str]:
 def fetch_official_captions(
     url: str = CAPTIONS_URL, sha256: str = CAPTIONS_SHA256, path: Path | None = None
 ) -> dict[int, str]:
-    """The authors' captions at the pinned commit, downloaded once and checksum-verified."""
+    """The authors' captions at the pinned commit, downloaded once and checksum-verified
+    (the cached copy too)."""
     path = path or cache_dir() / f"MTMCS_Bench_captions-{CAPTIONS_COMMIT[:12]}.json"
-    if not path.is_file():
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response:
-                data: bytes = response.read()
-        except OSError as error:
-            raise ConfigError(
-                f"cannot download the captions ({error}); download {url} "
-                "yourself and pass it with --captions"
-            ) from error
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != sha256:
-            raise ConfigError(
-                f"captions from {url}: checksum mismatch: got {digest}, expected {sha256}"
-            )
-        with atomic_file(path, binary=True) as handle:
-            handle.write(data)
+    cached_or_downloaded(
+        url,
+        path,
+        sha256,
+        pin=f"the captions file at commit {CAPTIONS_COMMIT[:12]} of franciscoliu/MTMCS-Bench",
+        what="the captions ",
+        instead="or pass a captions file with --captions",
+    )
     return load_captions(path)
