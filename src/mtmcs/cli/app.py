@@ -66,6 +66,11 @@ COMMANDS: dict[str, Entry] = {
         "judge_check",
         "Judge fixed low-scoring dialogues clean and with injected text; report score moves.",
     ),
+    "rejudge": Entry(
+        "rejudge",
+        "rejudge_run",
+        "Judge a finished run again with another judge, into a new run directory.",
+    ),
     "stances": Entry(
         "stances",
         "stances",

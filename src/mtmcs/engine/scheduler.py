@@ -151,6 +151,17 @@ class Scheduler:
             raise errors.exceptions[0] from None
         return self.outcome
 
+    async def judge_only(self, finished: Sequence[tuple[Dialogue, tuple[str, ...]]]) -> RunOutcome:
+        """Judge dialogues whose replies are known (`mtmcs rejudge`): judge calls only,
+        each as a run makes it (`_judge`), so their store items and prompts are the same."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                for dialogue, replies in finished:
+                    group.create_task(self._judge(dialogue, replies))
+        except* ProviderError as errors:
+            raise errors.exceptions[0] from None
+        return self.outcome
+
     def _finished(self, dialogue: Dialogue) -> None:
         image = dialogue.image_id
         if image is None or self._images is None:

@@ -149,6 +149,15 @@ class ImmuneRecord(RunFile):
     questions: str | None = None
 
 
+class Rejudged(RunFile):
+    """Where a rejudged run's dialogues and answers came from (`mtmcs rejudge`): the source
+    `run` directory, its `judge`, and the `dialogues_sha256` of the dialogues read there."""
+
+    run: str
+    judge: str
+    dialogues_sha256: str | None = None
+
+
 class RunMetadata(RunFile):
     """What a run was: model, judge, data, settings, and what it cost.
 
@@ -186,6 +195,7 @@ class RunMetadata(RunFile):
     concurrency: dict[str, Concurrency] | None = None
     images: ImageCounts | None = None
     ray: RayShards | None = None
+    rejudged_from: Rejudged | None = None  # `mtmcs rejudge` runs only
 
     @property
     def heuristic_judge(self) -> bool:
@@ -195,7 +205,7 @@ class RunMetadata(RunFile):
     @model_serializer(mode="wrap")
     def _without_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
-        for key in ("ray", "model_args", "immune"):  # only runs that have them say so
+        for key in ("ray", "model_args", "immune", "rejudged_from"):  # only runs that have them
             if data.get(key) is None:
                 data.pop(key, None)
         return data

@@ -1,0 +1,291 @@
+"""A finished run judged again by another judge (`mtmcs rejudge`): same dialogues, same
+answers, new verdicts, in a new run directory.
+
+The source run's `dialogues.jsonl` gives every dialogue's turns, replies and question
+answers; only the judge is called, through a `Caller` on the new directory's store and the
+scheduler's own judging (`Scheduler.judge_only`), so the prompts and store items are those a
+run with that judge makes, a rerun resumes, and the model under test is never called.
+Dialogues whose turns failed in the source run stay failed (nothing to judge). The new
+summary's metrics are computed as a run computes them; its metadata is the source run's
+with the new judge, the judge's calls and `rejudged_from` (the source directory, its judge
+and the digest of its dialogues).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import cast
+
+from mtmcs import __version__
+from mtmcs.data.authors_rubrics import AUTHORS_RUBRICS_COMMIT, load_authors_rubrics
+from mtmcs.data.captions import fetch_official_captions, load_captions
+from mtmcs.data.loaders import OFFICIAL_DATASET, SAMPLE_DIR
+from mtmcs.engine.calls import Caller
+from mtmcs.engine.limits import AdaptiveLimiter
+from mtmcs.engine.run import RUBRIC_SOURCES, RubricSource
+from mtmcs.engine.scheduler import RunOutcome, RunSettings, Scheduler
+from mtmcs.engine.store import Store
+from mtmcs.errors import ConfigError, DataError, Problem, UsageError
+from mtmcs.models.images import ImageEncoder
+from mtmcs.models.registry import (
+    ProviderOptions,
+    create_judge,
+    is_heuristic_judge,
+    is_reasoning_model,
+    judge_kind,
+)
+from mtmcs.models.transport import MAX_REPLY_BYTES
+from mtmcs.protocol.rubrics import RUBRICS, Rubric
+from mtmcs.protocol.types import Dialogue, Question
+from mtmcs.scoring.metrics import compute_metrics
+from mtmcs.scoring.outcomes import DialogueOutcome, QuestionOutcome
+from mtmcs.scoring.records import dialogue_records
+from mtmcs.scoring.rundir import RunDir
+from mtmcs.scoring.runfiles import (
+    CallCounts,
+    Concurrency,
+    DialogueRecord,
+    Rejudged,
+    RunDecoding,
+    Summary,
+)
+
+
+@dataclass(frozen=True)
+class RejudgeConfig:
+    """What `mtmcs rejudge` does: judge the run in `source` with `judge`, into `out`.
+
+    `rubrics` `None` keeps the source run's rubric set; `captions` replaces the dataset's
+    captions (what a text judge reads in place of a multimodal dialogue's image).
+    """
+
+    source: Path
+    out: Path
+    judge: str
+    judge_base_urls: tuple[str, ...] = ()
+    judge_api_key_env: str | None = None  # a variable's name, never a key
+    captions: Path | None = None
+    rubrics: RubricSource | None = None
+    rubrics_dir: Path | None = None
+    max_retries: int = 2
+    timeout: float = 120.0
+    max_reply_bytes: int = MAX_REPLY_BYTES
+    settings: RunSettings = field(default_factory=RunSettings)
+
+
+@dataclass
+class RejudgeResult:
+    """The new run's summary, its judge's outcome and how many judge calls were planned."""
+
+    summary: Summary
+    outcome: RunOutcome
+    planned: int
+
+    @property
+    def complete(self) -> bool:
+        """Whether every judge call has an answer."""
+        return self.outcome.counts["judge"].failed == 0
+
+
+def source_rubrics(summary: Summary) -> RubricSource:
+    """The rubric set a run was judged with, as its summary says (`ours` when it does not)."""
+    text = summary.metadata.rubrics or ""
+    return "authors" if text.startswith("authors'") else "ours"
+
+
+def rubrics_label(source: RubricSource) -> str:
+    """How a summary names a rubric set (as `mtmcs run` writes it)."""
+    if source == "authors":
+        return f"authors' text at franciscoliu/MTMCS-Bench@{AUTHORS_RUBRICS_COMMIT}"
+    return "ours (the authors' score anchors, our wording)"
+
+
+def run_captions(dataset: str | None, given: Path | None, row_ids: Sequence[int]) -> dict[int, str]:
+    """Captions of `row_ids` for a text judge: `given`, or those of the run's `dataset` (the
+    authors' for the official dataset, `captions.json` of the sample or a dataset
+    directory); a missing one is a `DataError` naming the row."""
+    if given is not None:
+        captions, source = load_captions(given), str(given)
+    elif dataset == OFFICIAL_DATASET:
+        captions, source = fetch_official_captions(), "the official captions"
+    else:
+        directory = SAMPLE_DIR if dataset == "sample" else Path(dataset or "")
+        path = directory / "captions.json"
+        if not dataset or not path.is_file():
+            raise ConfigError(
+                f"the judge needs image captions for multimodal dialogues and the run's dataset "
+                f"{dataset or '?'} has no captions.json here: pass --captions FILE"
+            )
+        captions, source = load_captions(path), str(path)
+    missing = sorted(set(row_ids) - set(captions))
+    if missing:
+        raise DataError(
+            [Problem(source, "", row, "caption", "no caption for this row id") for row in missing]
+        )
+    return captions
+
+
+def record_dialogue(record: DialogueRecord, source: str) -> Dialogue:
+    """The dialogue a record was written from (its image is not needed: the judge reads
+    the caption)."""
+    if record.row_id is None:
+        raise DataError(
+            [Problem(source, record.split, None, "row_id", f"dialogue {record.id} has no row id")]
+        )
+    return Dialogue(
+        id=record.id,
+        pair_id=record.pair_id,
+        split=record.split,
+        row_id=record.row_id,
+        modality=record.modality,
+        intent=record.intent,
+        turns=cast(tuple[str, str, str], record.turns),
+        image_id=None,
+        questions=tuple(
+            Question(q.id, q.kind, q.text, q.options, q.ground_truth) for q in record.questions
+        ),
+        image_variant=record.image_variant,
+        unsafe_intent=record.unsafe_intent,
+    )
+
+
+def question_outcomes(record: DialogueRecord, dialogue: Dialogue) -> list[QuestionOutcome]:
+    """The source run's answers to a dialogue's questions, as it scored them."""
+    return [
+        QuestionOutcome(question, dialogue, q.raw, q.answer, error=q.error)
+        for question, q in zip(dialogue.questions, record.questions, strict=True)
+    ]
+
+
+def _rubrics(config: RejudgeConfig, summary: Summary) -> tuple[RubricSource, Mapping[str, Rubric]]:
+    chosen = config.rubrics or source_rubrics(summary)
+    if chosen not in RUBRIC_SOURCES:
+        raise UsageError(f"--rubrics {chosen}: expected one of {', '.join(RUBRIC_SOURCES)}")
+    return chosen, load_authors_rubrics(config.rubrics_dir) if chosen == "authors" else RUBRICS
+
+
+def rejudge(config: RejudgeConfig, on_call: Callable[[], None] | None = None) -> RejudgeResult:
+    """Judge the source run's dialogues with `config.judge` into `config.out` (a run
+    directory), resuming from its store; the new summary as written."""
+    started = time.time()
+    source = RunDir(config.source)
+    if config.out.resolve() == config.source.resolve():
+        raise UsageError(f"--out {config.out} is the source run: rejudge into a new directory")
+    summary = source.read_summary()
+    records = source.read_dialogues()
+    dialogues = [record_dialogue(r, str(source.dialogues_path)) for r in records]
+    finished = [(d, r.replies) for d, r in zip(dialogues, records, strict=True) if r.error is None]
+    captions = None
+    multimodal = sorted({d.row_id for d, _ in finished if d.modality == "multimodal"})
+    if multimodal and not is_heuristic_judge(config.judge):
+        captions = run_captions(summary.metadata.dataset, config.captions, multimodal)
+    rubric_source, rubrics = _rubrics(config, summary)
+    settings = replace(
+        config.settings,
+        reasoning_judge=config.settings.reasoning_judge or is_reasoning_model(config.judge),
+    )
+    limiter = AdaptiveLimiter(settings.judge_max_connections)
+    judge = create_judge(
+        config.judge,
+        ImageEncoder(lambda image_id: b""),  # a text judge: it reads captions, not images
+        ProviderOptions(
+            max_retries=config.max_retries,
+            timeout=config.timeout,
+            max_reply_bytes=config.max_reply_bytes,
+            connections=settings.judge_max_connections,
+            on_rate_limit=limiter.throttled,
+            api_key_env=config.judge_api_key_env,
+        ),
+        config.judge_base_urls,
+    )
+    try:
+        store = Store(config.out / "store.sqlite")
+    except BaseException:
+        asyncio.run(judge.aclose())
+        raise
+
+    async def execute() -> RunOutcome:
+        caller = Caller(judge, store, limiter, on_call=on_call)
+        scheduler = Scheduler(
+            callers={"judge": caller}, captions=captions, settings=settings, rubrics=rubrics
+        )
+        try:
+            return await scheduler.judge_only(finished)
+        finally:
+            await judge.aclose()
+
+    try:
+        outcome = asyncio.run(execute())
+    finally:
+        store.close()
+    outcome.dialogues += [
+        DialogueOutcome(d, r.replies, None, None, error=r.error)
+        for d, r in zip(dialogues, records, strict=True)
+        if r.error is not None
+    ]
+    outcome.questions = [
+        q for d, r in zip(dialogues, records, strict=True) for q in question_outcomes(r, d)
+    ]
+    meta = summary.metadata
+    counts = outcome.counts["judge"]
+    decoding = meta.decoding
+    new_meta = meta.model_copy(
+        update={
+            "judge": config.judge,
+            "judge_kind": judge_kind(config.judge),
+            "decoding": None
+            if decoding is None
+            else RunDecoding(
+                turn=decoding.turn,
+                mcq=decoding.mcq,
+                tf=decoding.tf,
+                judge=settings.judge,
+                seed=decoding.seed,
+            ),
+            "rubrics": rubrics_label(rubric_source),
+            "package_version": __version__,
+            "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
+            "wall_s": round(time.time() - started, 3),
+            "calls": {
+                "model": CallCounts(),
+                "judge": CallCounts(
+                    planned=len(finished),
+                    made=counts.made,
+                    cached=counts.cached,
+                    failed=counts.failed,
+                    reasoning_exhausted=counts.reasoning_exhausted,
+                    replaced_code_points=counts.replaced_code_points,
+                    causes=dict(counts.causes.most_common(20)),
+                ),
+            },
+            "complete": counts.failed == 0,
+            "concurrency": {
+                "judge": Concurrency(
+                    maximum=limiter.maximum,
+                    lowest=round(limiter.lowest, 1),
+                    final=round(limiter.limit, 1),
+                    rate_limited_responses=limiter.throttles,
+                )
+            },
+            "images": None,
+            "ray": None,
+            "rejudged_from": Rejudged(
+                run=str(config.source),
+                judge=meta.judge,
+                dialogues_sha256=summary.dialogues_sha256,
+            ),
+        }
+    )
+    metrics = compute_metrics(outcome.questions, outcome.dialogues, meta.splits, meta.modalities)
+    new_summary = Summary(
+        metadata=new_meta, type_a=metrics.get("type_a"), type_b=metrics.get("type_b")
+    )
+    written = RunDir(config.out).write_run(
+        new_summary, dialogue_records(outcome.dialogues, outcome.questions)
+    )
+    return RejudgeResult(written, outcome, len(finished))
