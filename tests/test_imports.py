@@ -18,7 +18,7 @@ SOURCE = Path(mtmcs.__file__).parent
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"__main__"}),
     frozenset({"cli"}),
-    frozenset({"engine", "passes", "build", "report", "sweeps"}),
+    frozenset({"engine", "passes", "build", "report", "sweeps", "interop"}),
     frozenset({"scoring", "guardrails", "models", "data"}),
     frozenset({"protocol"}),
     frozenset({"errors", "keys", "files", "extras", "__init__"}),

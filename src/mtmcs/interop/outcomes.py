@@ -1,0 +1,81 @@
+"""Dialogue records back into outcomes, and the run's figures computed from them.
+
+A record (`mtmcs.scoring.runfiles.DialogueRecord`, a line of `dialogues.jsonl`) holds all a
+dialogue's outcome holds but the image; the inspect task keeps one per sample and computes its
+metrics from them with `mtmcs.scoring.metrics.compute_metrics`, the function `mtmcs run` uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+from mtmcs.protocol.judge import Verdict
+from mtmcs.protocol.types import MODALITIES, SPLITS, Dialogue, Question
+from mtmcs.scoring.metrics import Stat, compute_metrics
+from mtmcs.scoring.outcomes import DialogueOutcome, QuestionOutcome
+from mtmcs.scoring.runfiles import DialogueRecord
+
+
+def record_outcomes(
+    record: DialogueRecord,
+) -> tuple[DialogueOutcome, tuple[QuestionOutcome, ...]]:
+    """The dialogue outcome and question outcomes a record was written from (no image)."""
+    questions = tuple(
+        Question(q.id, q.kind, q.text, tuple(q.options), q.ground_truth) for q in record.questions
+    )
+    r1, r2, r3 = record.turns
+    dialogue = Dialogue(
+        id=record.id,
+        pair_id=record.pair_id,
+        split=record.split,
+        row_id=record.row_id if record.row_id is not None else -1,
+        modality=record.modality,
+        intent=record.intent,
+        turns=(r1, r2, r3),
+        image_id=None,
+        questions=questions,
+        image_variant=record.image_variant,
+        unsafe_intent=record.unsafe_intent,
+    )
+    judge = record.judge
+    verdict = None if judge.score is None else Verdict(judge.score, judge.explanation or "")
+    outcome = DialogueOutcome(
+        dialogue,
+        tuple(record.replies),
+        verdict,
+        judge.raw,
+        error=record.error,
+        judge_error=judge.error,
+        masked_raw=judge.masked_raw,
+    )
+    answered = tuple(
+        QuestionOutcome(question, dialogue, q.raw, q.answer, error=q.error)
+        for question, q in zip(questions, record.questions, strict=True)
+    )
+    return outcome, answered
+
+
+def record_figures(records: Sequence[DialogueRecord]) -> dict[str, dict[str, dict[str, Stat]]]:
+    """The figures `mtmcs run` computes (split → cell → metric → `Stat`) over `records`,
+    for the splits and modalities they hold."""
+    dialogues: list[DialogueOutcome] = []
+    questions: list[QuestionOutcome] = []
+    for record in records:
+        outcome, answered = record_outcomes(record)
+        dialogues.append(outcome)
+        questions += answered
+    splits = [s for s in SPLITS if any(r.split == s for r in records)]
+    modalities = [m for m in MODALITIES if any(r.modality == m for r in records)]
+    return compute_metrics(questions, dialogues, splits, modalities)
+
+
+def flat_figures(
+    figures: Mapping[str, Mapping[str, Mapping[str, Stat]]],
+) -> Iterator[tuple[str, str, float]]:
+    """(metric name, `split/cell/metric`, value) of every figure (split → cell → metric →
+    `Stat`) that has a value."""
+    for split, cells in figures.items():
+        for cell, stats in cells.items():
+            for name, stat in stats.items():
+                if stat.value is not None:
+                    yield name, f"{split}/{cell}/{name}", stat.value
