@@ -86,6 +86,9 @@ COMMANDS: dict[str, Entry] = {
         "sweep",
         "Run every model of a plan under every defence (resumable), then one report.",
     ),
+    "export": Entry(
+        "export", "export", "Write a finished run as an inspect_ai log, for `inspect view`."
+    ),
     "list": Entry("catalog", "app", "List what can be named: models, defences, guards, datasets."),
     "serve": Entry(
         "serve",

@@ -11,6 +11,7 @@ each a value per split × cell, keyed `split/cell/metric` as the summary nests t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from inspect_ai.scorer import Metric, SampleScore, Score, Value, metric
 
@@ -20,6 +21,42 @@ from mtmcs.scoring.runfiles import DialogueRecord
 
 RECORD = "mtmcs_record"
 """The key of a score's metadata that holds the dialogue's record (its JSON form)."""
+
+
+class DialogueLike(Protocol):
+    """What a dialogue (`mtmcs.protocol.types.Dialogue`) and its record have in common."""
+
+    @property
+    def split(self) -> str: ...
+    @property
+    def row_id(self) -> int | None: ...
+    @property
+    def modality(self) -> str: ...
+    @property
+    def intent(self) -> str: ...
+    @property
+    def pair_id(self) -> str: ...
+    @property
+    def image_variant(self) -> int: ...
+    @property
+    def unsafe_intent(self) -> str: ...
+    @property
+    def cell(self) -> str: ...
+
+
+def sample_metadata(dialogue: DialogueLike) -> dict[str, Any]:
+    """A sample's metadata: where its dialogue stands in the benchmark (`cell` is
+    `split/cell`, the key its figures are grouped under)."""
+    return {
+        "split": dialogue.split,
+        "row_id": dialogue.row_id,
+        "modality": dialogue.modality,
+        "intent": dialogue.intent,
+        "cell": f"{dialogue.split}/{dialogue.cell}",
+        "pair_id": dialogue.pair_id,
+        "image_variant": dialogue.image_variant,
+        "unsafe_intent": dialogue.unsafe_intent,
+    }
 
 
 def _share(flags: Sequence[bool]) -> float | None:

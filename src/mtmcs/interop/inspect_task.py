@@ -33,7 +33,7 @@ from mtmcs.engine.judging import JudgeResult, parse_judged
 from mtmcs.engine.run import RunConfig, resolve_captions
 from mtmcs.errors import ConfigError
 from mtmcs.interop.inspect_messages import generate_config, inspect_messages
-from mtmcs.interop.inspect_scores import cell_metrics, dialogue_score
+from mtmcs.interop.inspect_scores import cell_metrics, dialogue_score, sample_metadata
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.judges import JudgedDialogue, verdict_request
 from mtmcs.models.registry import is_heuristic_judge, is_reasoning_model
@@ -115,17 +115,7 @@ def _sample(dialogue: Dialogue) -> Sample:
         id=dialogue.id,
         input=dialogue.turns[0],
         target=[str(q.ground_truth) for q in dialogue.questions],
-        metadata={
-            "split": dialogue.split,
-            "row_id": dialogue.row_id,
-            "modality": dialogue.modality,
-            "intent": dialogue.intent,
-            "cell": f"{dialogue.split}/{dialogue.cell}",
-            "pair_id": dialogue.pair_id,
-            "image_variant": dialogue.image_variant,
-            "image_id": dialogue.image_id,
-            "unsafe_intent": dialogue.unsafe_intent,
-        },
+        metadata={**sample_metadata(dialogue), "image_id": dialogue.image_id},
     )
 
 
