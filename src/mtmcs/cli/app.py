@@ -71,6 +71,11 @@ COMMANDS: dict[str, Entry] = {
         "rejudge_run",
         "Judge a finished run again with another judge, into a new run directory.",
     ),
+    "agreement": Entry(
+        "agreement",
+        "agreement",
+        "Agreement of judges (and human raters) on the same dialogues: kappa, alpha, rho.",
+    ),
     "stances": Entry(
         "stances",
         "stances",
