@@ -24,6 +24,7 @@ from mtmcs.models.registry import ProviderOptions, create_model
 from mtmcs.passes.stances import classify_run
 from mtmcs.protocol.dialogues import expand_row
 from mtmcs.protocol.types import Row, Split
+from mtmcs.scoring.metrics import ACCURACY_METHOD
 
 JUDGE_REPLY = '{"score": 4, "explanation": "Reasonable."}'
 
@@ -278,6 +279,10 @@ def test_summary_values_for_scripted_answers(
             "errors": 0,
             "paper_compatible": None,
             "paper_compatible_n": 0,
+            "ci95_unclustered": tf["ci95_unclustered"],
+            "ci95_method": ACCURACY_METHOD,
+            "clusters": limit,
+            "design_effect": None,  # every answer wrong: no spread to measure
         }
         assert cell["safety_awareness"]["value"] == 2.0
         assert cell["safety_awareness"]["n"] == limit

@@ -76,6 +76,16 @@ COMMANDS: dict[str, Entry] = {
         "agreement",
         "Agreement of judges (and human raters) on the same dialogues: kappa, alpha, rho.",
     ),
+    "compare": Entry(
+        "compare",
+        "compare",
+        "Paired difference of two runs on the same items: B − A, clustered 95% interval, p.",
+    ),
+    "power": Entry(
+        "power",
+        "power",
+        "Rows (or variants, or samples) needed to detect a difference, from measured runs.",
+    ),
     "stances": Entry(
         "stances",
         "stances",

@@ -111,7 +111,7 @@ def write_report(
         raise StoreError(f"cannot create the report directory {out}: {error.strerror}") from error
     written = []
     if "md" in formats:
-        deltas = render_deltas_markdown(defence_deltas(runs))
+        deltas = render_deltas_markdown(defence_deltas(records))
         markdown = render_markdown(rows) + (f"\n{deltas}" if deltas else "")
         markdown += f"\n{render_breakdowns_markdown(tables)}" if tables else ""
         written.append(_write(out / "leaderboard.md", markdown))
