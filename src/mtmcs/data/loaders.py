@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Iterator, Mapping
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mtmcs.data.intake import ImageIntake, ImageRef
+from mtmcs.data.intake import DeferredChecks, ImageIntake, ImageRef, Where
 from mtmcs.data.paths import MAX_IMAGE_BYTES, dataset_file, megabytes, read_capped, regular_file
 from mtmcs.data.records import RawImage, duplicate_problems, parse_record
+from mtmcs.data.validated import FileDigests, fingerprint, is_validated, record_validated
 from mtmcs.errors import ConfigError, DataError, Problem
 from mtmcs.protocol.types import SPLITS, Row, Split
 
@@ -41,6 +44,9 @@ class Benchmark:
     images: Mapping[str, ImageRef] = field(repr=False)
     captions_path: Path | None = None
     images_decoded: int = 0
+    pending: DeferredChecks | None = field(default=None, repr=False)
+    """Image checks still running (`LoadOptions.defer_checks`): a run awaits an image's
+    before sending it and reports their problems when it ends."""
 
     def image_bytes(self, image_id: str) -> bytes:
         """The encoded bytes of an image, read on demand."""
@@ -55,9 +61,14 @@ class LoadOptions:
     variants: bool = False
     check_images: bool = True
     max_image_bytes: int = MAX_IMAGE_BYTES
+    defer_checks: bool = False
+    """Decode images not validated before in the background, after the load returns
+    (`Benchmark.pending`), rather than before; text, paths and sizes are checked at once."""
 
 
 ImageRecord = tuple[dict[str, Any], list[RawImage], list[ImageRef]]
+"""A record, its images as read (bytes; a reason; `None`: read through its ref when checked)
+and how to read each image's bytes."""
 
 
 CHECK_BATCH = 32
@@ -67,9 +78,10 @@ def _check(
     records: Iterable[ImageRecord],
     split: Split,
     source: str,
-    intake: ImageIntake | None,
+    intake: ImageIntake | DeferredChecks | None,
 ) -> tuple[list[Row], dict[str, ImageRef], list[Problem]]:
-    """Typed rows and every problem; images go through `intake`, a batch at a time."""
+    """Typed rows and every problem; images go through `intake`, a batch at a time, or are
+    queued for checks in the background (`DeferredChecks`)."""
     rows: list[Row] = []
     images: dict[str, ImageRef] = {}
     problems: list[Problem] = []
@@ -78,10 +90,10 @@ def _check(
     while batch := list(itertools.islice(iterator, CHECK_BATCH)):
         flat = [image for _, raw, _ in batch for image in raw]
         lazy = [ref for _, _, refs in batch for ref in refs]
-        if intake is not None:  # the whole batch at once, decoded in parallel
-            taken = intake.take(flat)
+        if isinstance(intake, ImageIntake):  # the whole batch at once, decoded in parallel
+            taken = intake.take(flat, lazy)
             flat = [image for image, _ in taken]
-            lazy = [spooled or ref for (_, spooled), ref in zip(taken, lazy, strict=True)]
+            lazy = [checked or ref for (_, checked), ref in zip(taken, lazy, strict=True)]
         start = 0
         for record, raw, _ in batch:
             end = start + len(raw)
@@ -91,10 +103,131 @@ def _check(
             if row is not None:
                 rows.append(row)
                 keys = (row.image_id, *row.variant_image_ids)
-                images.update(zip(keys, lazy[start:end], strict=True))
+                refs = lazy[start:end]
+                if isinstance(intake, DeferredChecks):
+                    refs = [
+                        intake.add(key, image, ref, Where(source, split, row.id, image.field))
+                        for key, image, ref in zip(keys, flat[start:end], refs, strict=True)
+                    ]
+                images.update(zip(keys, refs, strict=True))
             start = end
     problems += duplicate_problems(ids, split, source)
     return rows, images, problems
+
+
+class ArrowFiles:
+    """Image bytes inside a dataset's Arrow files, read by offset (`pread`) when needed.
+
+    The files are memory-mapped only to find where each image lies: its pages are never
+    touched, so they never count in the process's memory.
+    """
+
+    def __init__(self) -> None:
+        self._descriptors: dict[str, int] = {}
+
+    def ref(self, filename: str, offset: int, length: int) -> ImageRef:
+        """How to read `length` bytes at `offset` of `filename`."""
+        descriptor = self._descriptors.get(filename)
+        if descriptor is None:
+            descriptor = self._descriptors[filename] = os.open(filename, os.O_RDONLY)
+        return partial(_pread, filename, descriptor, offset, length)
+
+
+def _pread(filename: str, descriptor: int, offset: int, length: int) -> bytes:
+    data = os.pread(descriptor, length, offset)
+    if len(data) != length:
+        raise DataError([Problem(filename, "", None, "", "image bytes cut short (file changed?)")])
+    return data
+
+
+Span = tuple[int, int] | None
+"""Where an image's bytes lie in a mapped file (offset, length); `None`: no bytes."""
+
+
+def _spans(images: Any, base: int, size: int) -> list[Span] | None:
+    """The span of each value of an Arrow `struct<bytes, path>` array in a file mapped at
+    `base`, or `None` when its bytes are not in the mapping (compressed files)."""
+    import numpy as np
+    import pyarrow as pa
+
+    child = images.field("bytes")
+    kind = np.int64 if pa.types.is_large_binary(child.type) else np.int32
+    _, offsets_buffer, data = child.buffers()
+    if data is None or not base <= data.address <= base + size:
+        return None
+    start = data.address - base
+    first = images.offset + child.offset
+    offsets = np.frombuffer(offsets_buffer, dtype=kind)[first : first + len(images) + 1]
+    valid = (
+        images.is_valid().to_numpy(zero_copy_only=False)
+        & child.is_valid().slice(images.offset).to_numpy(zero_copy_only=False)[: len(images)]
+    )
+    return [
+        (start + int(low), int(high - low)) if ok and high > low else None
+        for low, high, ok in zip(offsets[:-1], offsets[1:], valid, strict=True)
+    ]
+
+
+def _image_span(span: Span, cap: int) -> str | None:
+    """Why an image of this span is refused before it is read, or `None`."""
+    if span is None:
+        return "no image bytes"
+    if span[1] > cap:
+        return f"image is {megabytes(span[1])}, over the {megabytes(cap)} cap"
+    return None
+
+
+def _mapped_records(
+    filename: str, columns: list[str], options: LoadOptions, files: ArrowFiles
+) -> Iterator[ImageRecord] | None:
+    """Records of one Arrow file with their images as spans of the file, or `None` when
+    the file's image bytes cannot be located (then they are read the plain way)."""
+    import pyarrow as pa
+
+    with pa.memory_map(filename) as mapped:
+        base = mapped.read_buffer(1).address if mapped.size() else 0
+        mapped.seek(0)
+        batches = list(pa.ipc.open_stream(mapped))
+        located: list[tuple[Any, list[Span], list[list[Span]] | None]] = []
+        for batch in batches:
+            spans = _spans(batch.column("image"), base, mapped.size())
+            variants = None
+            if options.variants:
+                listed = batch.column("variant_images")
+                flat = _spans(listed.values, base, mapped.size())
+                if flat is None:
+                    return None
+                bounds = listed.offsets.to_pylist()
+                variants = [flat[low:high] for low, high in itertools.pairwise(bounds)]
+            if spans is None:
+                return None
+            located.append((batch.select(columns).to_pylist(), spans, variants))
+    return _records_from_spans(filename, located, options, files)
+
+
+def _records_from_spans(
+    filename: str,
+    located: list[tuple[Any, list[Span], list[list[Span]] | None]],
+    options: LoadOptions,
+    files: ArrowFiles,
+) -> Iterator[ImageRecord]:
+    cap = options.max_image_bytes
+    for records, spans, variants in located:
+        for index, record in enumerate(records):
+            fields = [("image", spans[index])]
+            if variants is not None:
+                if not variants[index]:
+                    fields.append(("variant_images", None))
+                fields += [(f"variant_images[{k}]", s) for k, s in enumerate(variants[index])]
+            images: list[RawImage] = []
+            refs: list[ImageRef] = []
+            for name, span in fields:
+                reason = _image_span(span, cap)
+                if name == "variant_images":
+                    reason = "no variant images (--variants)"
+                images.append(RawImage(name, reason))
+                refs.append(partial(bytes) if span is None else files.ref(filename, *span))
+            yield record, images, refs
 
 
 def _image_data(value: object, cap: int) -> bytes | str:
@@ -107,59 +240,41 @@ def _image_data(value: object, cap: int) -> bytes | str:
 
 
 def _dataset_rows(dataset: Any, columns: list[str]) -> Iterator[dict[str, Any]]:
-    """Rows of `columns`, read from the dataset's Arrow files with plain reads, a batch at a
-    time: memory-mapped pages of every image would otherwise stay in the process's memory."""
-    import pyarrow as pa
+    """Rows of `columns` of a dataset held in memory, a batch at a time, as raw Arrow
+    (decoding would open an image's `path`)."""
+    for table in dataset.select_columns(columns).with_format("arrow").iter(CHECK_BATCH):
+        yield from table.to_pylist()
 
-    files = [entry["filename"] for entry in dataset.cache_files]
-    if not files:  # held in memory: raw Arrow too (decoding would open an image's `path`)
-        for table in dataset.select_columns(columns).with_format("arrow").iter(CHECK_BATCH):
-            yield from table.to_pylist()
+
+def _dataset_records(
+    dataset: Any, options: LoadOptions, files: ArrowFiles
+) -> Iterator[ImageRecord]:
+    """Records with their images, which are read only where they are checked or sent: from
+    the dataset's Arrow files by offset, or, for a dataset held in memory, from its rows."""
+    columns = [c for c in dataset.column_names if c not in ("image", "variant_images")]
+    mapped = [
+        _mapped_records(entry["filename"], columns, options, files) for entry in dataset.cache_files
+    ]
+    if mapped and all(records is not None for records in mapped):
+        for records in mapped:
+            yield from records or ()
         return
-    for filename in files:
-        with pa.OSFile(filename) as source:
-            for batch in pa.ipc.open_stream(source):
-                yield from batch.select(columns).to_pylist()
-
-
-def _dataset_records(dataset: Any, options: LoadOptions) -> Iterator[ImageRecord]:
-    """Records with their images; image bytes are read only where they are checked.
-
-    Unchecked images (a dry run) are read lazily from the dataset when asked for.
-    """
-    base = dataset.data.column("image")
-    variants = dataset.data.column("variant_images") if options.variants else None
-    skip = set() if options.check_images else {"image", "variant_images"}
-    if not options.variants:
-        skip.add("variant_images")
-    columns = [c for c in dataset.column_names if c not in skip]
-    for index, record in enumerate(_dataset_rows(dataset, columns)):
-        cap = options.max_image_bytes
-        data = _image_data(record["image"], cap) if options.check_images else b""
+    wanted = columns + ["image"] + (["variant_images"] if options.variants else [])
+    cap = options.max_image_bytes
+    for record in _dataset_rows(dataset, wanted):
+        data = _image_data(record["image"], cap)
         images = [RawImage("image", data)]
-        refs: list[ImageRef] = [partial(_arrow_image, base, index)]
-        if variants is not None:
-            listed = (
-                record["variant_images"]
-                if options.check_images
-                else [None] * len(variants[index].values or ())
-            )
+        refs: list[ImageRef] = [partial(bytes, data) if isinstance(data, bytes) else partial(bytes)]
+        if options.variants:
+            listed = record["variant_images"]
             if not listed:
                 images.append(RawImage("variant_images", "no variant images (--variants)"))
                 refs.append(partial(bytes))
             for k, item in enumerate(listed or ()):
-                data = _image_data(item, cap) if options.check_images else b""
+                data = _image_data(item, cap)
                 images.append(RawImage(f"variant_images[{k}]", data))
-                refs.append(partial(_arrow_variant, variants, index, k))
+                refs.append(partial(bytes, data) if isinstance(data, bytes) else partial(bytes))
         yield record, images, refs
-
-
-def _arrow_image(column: Any, index: int) -> bytes:
-    return bytes(column[index]["bytes"].as_py())
-
-
-def _arrow_variant(column: Any, index: int, k: int) -> bytes:
-    return bytes(column[index].values[k]["bytes"].as_py())
 
 
 def _quiet_datasets() -> Any:
@@ -177,23 +292,111 @@ def _release_arrow_memory() -> None:
     pa.default_memory_pool().release_unused()
 
 
+class _Checks:
+    """How one load checks its images: decoded by one intake (shared by the splits, so
+    their common photos are decoded once), at once or in the background, unless the same
+    data passed before (`mtmcs.data.validated`)."""
+
+    def __init__(self, options: LoadOptions) -> None:
+        self.options = options
+        self.files = ArrowFiles()
+        self._digests = FileDigests() if options.check_images else None
+        self._intake: ImageIntake | None = None
+        self._hasher: ThreadPoolExecutor | None = None
+        self._passing: list[str | Future[str | None] | None] = []
+        self.deferred: DeferredChecks | None = None
+
+    def intake_for(
+        self, paths: Sequence[Path], split: Split, layout: str
+    ) -> ImageIntake | DeferredChecks | None:
+        """How to check a split read from `paths`: `None` when its images need no decoding
+        (not asked for, or the same bytes passed every check before)."""
+        if self._digests is None:
+            return None
+        context = {
+            "split": split,
+            "layout": layout,
+            "variants": self.options.variants,
+            "max_image_bytes": self.options.max_image_bytes,
+        }
+        defer = self.options.defer_checks
+        key = fingerprint(paths, self._digests, context, known_only=defer)
+        if is_validated(key):
+            return None
+        if key is None and defer:  # new files: hashed beside the checks, not before them
+            if self._hasher is None:
+                self._hasher = ThreadPoolExecutor(max_workers=1)
+            self._passing.append(self._hasher.submit(fingerprint, paths, self._digests, context))
+        else:
+            self._passing.append(key)
+        return self.uncached()
+
+    def uncached(self) -> ImageIntake | DeferredChecks | None:
+        """How to check images without the cache (`None` when they are not checked)."""
+        if not self.options.check_images:
+            return None
+        if self._intake is None:
+            self._intake = ImageIntake()
+        if not self.options.defer_checks:
+            return self._intake
+        if self.deferred is None:
+            self.deferred = DeferredChecks(self._intake, self._done)
+        return self.deferred
+
+    @property
+    def decoded(self) -> int:
+        """How many distinct images were decoded."""
+        return self._intake.decoded if self._intake is not None else 0
+
+    def _done(self, passed: bool) -> None:
+        """Record the data as validated if it `passed`; keep the file digests."""
+        if passed:
+            for key in self._passing:
+                record_validated(key.result() if isinstance(key, Future) else key)
+        if self._hasher is not None:
+            self._hasher.shutdown(cancel_futures=True)
+        if self._digests is not None:
+            self._digests.save()
+
+    def close(self, passed: bool) -> None:
+        """After the load: stop the intake unless its checks go on in the background;
+        remember the data that `passed` every check."""
+        if self.deferred is not None and passed:
+            return  # `DeferredChecks.finish` ends it
+        if self._intake is not None:
+            self._intake.close(cancel=True)
+        self._done(passed)
+
+
 def _finish(
     name: str,
     revision: str | None,
     parts: list[tuple[list[Row], dict[str, ImageRef], list[Problem]]],
-    intake: ImageIntake | None,
+    checks: _Checks,
     captions_path: Path | None = None,
 ) -> Benchmark:
-    if intake is not None:
-        intake.close()
-    _release_arrow_memory()
     problems = [problem for _, _, found in parts for problem in found]
+    checks.close(passed=not problems)
+    _release_arrow_memory()
     if problems:
         raise DataError(problems)
     rows = tuple(row for found, _, _ in parts for row in found)
     images = {key: ref for _, refs, _ in parts for key, ref in refs.items()}
-    decoded = intake.decoded if intake is not None else 0
-    return Benchmark(name, revision, rows, images, captions_path, decoded)
+    return Benchmark(name, revision, rows, images, captions_path, checks.decoded, checks.deferred)
+
+
+def _arrow_paths(dataset: Any) -> list[Path]:
+    return [Path(entry["filename"]) for entry in dataset.cache_files]
+
+
+def _check_dataset(
+    dataset: Any, split: Split, source: str, checks: _Checks
+) -> tuple[list[Row], dict[str, ImageRef], list[Problem]]:
+    """One split read through `datasets`; a dataset held in memory is always checked."""
+    paths = _arrow_paths(dataset)
+    intake = checks.intake_for(paths, split, "arrow") if paths else checks.uncached()
+    records = _dataset_records(dataset, checks.options, checks.files)
+    return _check(records, split, source, intake)
 
 
 def load_official(
@@ -209,18 +412,19 @@ def load_official(
     datasets = _quiet_datasets()
 
     parts = []
-    intake = ImageIntake() if options.check_images else None
+    checks = _Checks(options)
     for split in splits:
         try:
             dataset = datasets.load_dataset(repo, split=split, revision=revision)
         except Exception as error:
+            checks.close(passed=False)
             raise ConfigError(
                 f"cannot load {repo} split {split} (revision {revision or 'main'}): "
                 f"{type(error).__name__}: {error}; --dataset official (the default) is the "
                 "hub dataset: offline, try --dataset sample (bundled)"
             ) from error
-        parts.append(_check(_dataset_records(dataset, options), split, f"{repo}:{split}", intake))
-    return _finish(repo, revision, parts, intake)
+        parts.append(_check_dataset(dataset, split, f"{repo}:{split}", checks))
+    return _finish(repo, revision, parts, checks)
 
 
 def _parquet_problems(path: Path, split: Split) -> list[Problem]:
@@ -263,7 +467,7 @@ def load_parquet_dir(
     if problems:
         raise DataError(problems)
     parts = []
-    intake = ImageIntake() if options.check_images else None
+    checks = _Checks(options)
     for split, found in files.items():
         source = ", ".join(str(path) for path in found)
         try:
@@ -271,17 +475,20 @@ def load_parquet_dir(
                 "parquet", data_files={split: [str(path) for path in found]}, split=split
             )
         except Exception as error:
+            checks.close(passed=False)
             raise DataError([Problem(source, split, None, "", f"cannot load: {error}")]) from error
-        parts.append(_check(_dataset_records(dataset, options), split, source, intake))
+        parts.append(_check_dataset(dataset, split, source, checks))
     captions = directory / "captions.json"
     return _finish(
-        name or str(directory), None, parts, intake, captions if captions.is_file() else None
+        name or str(directory), None, parts, checks, captions if captions.is_file() else None
     )
 
 
 def _jsonl_records(
     path: Path, root: Path, split: Split, problems: list[Problem], options: LoadOptions
-) -> Iterator[ImageRecord]:
+) -> Iterator[tuple[ImageRecord, list[tuple[Path, object]]]]:
+    """Records with their images (not read: checked through their refs) and the image
+    files they name."""
     with path.open("rb") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
@@ -311,30 +518,36 @@ def _jsonl_records(
                 fields += [(f"variant_images[{k}]", value) for k, value in enumerate(listed)]
             images: list[RawImage] = []
             refs: list[ImageRef] = []
+            files: list[tuple[Path, object]] = []
             for field_name, value in fields:
-                image, ref = _jsonl_image(value, root, options)
-                images.append(RawImage(field_name, image))
-                refs.append(ref)
-            yield record, images, refs
+                found = dataset_file(root, value, options.max_image_bytes)
+                if isinstance(found, str):
+                    images.append(RawImage(field_name, found))
+                    refs.append(partial(bytes))
+                    continue
+                images.append(RawImage(field_name, None))
+                refs.append(partial(_read_image, found, options.max_image_bytes))
+                files.append((found, value))
+            yield (record, images, refs), files
 
 
-def _jsonl_image(value: object, root: Path, options: LoadOptions) -> tuple[bytes | str, ImageRef]:
-    """The image a JSONL record names (its bytes, or why it is refused) and how to read it
-    again: only a regular file inside the dataset directory, read up to the cap."""
-    path = dataset_file(root, value, options.max_image_bytes)
-    if isinstance(path, str):
-        return path, partial(bytes)
-    ref = partial(_read_image, path, options.max_image_bytes)
-    if not options.check_images:
-        return b"", ref
-    data = read_capped(path, options.max_image_bytes)
-    if isinstance(data, str):
-        return f"{value!r} {data}", partial(bytes)
-    return data, ref
+def _with_bytes(record: ImageRecord, files: list[tuple[Path, object]], cap: int) -> ImageRecord:
+    """A JSONL record with the bytes of its image files read, to be checked."""
+    named, images, refs = record
+    read = iter(files)
+    filled = []
+    for image in images:
+        if image.data is None:
+            path, value = next(read)
+            data = read_capped(path, cap)
+            image = RawImage(image.field, f"{value!r} {data}" if isinstance(data, str) else data)
+        filled.append(image)
+    return named, filled, refs
 
 
 def _read_image(path: Path, cap: int) -> bytes:
-    """An unchecked image's bytes, read when a request needs them."""
+    """An image file's bytes, read when a request needs them; `DataError` when they cannot
+    be (the file was swapped for a FIFO, grew, …)."""
     data = read_capped(path, cap)
     if isinstance(data, str):
         raise DataError([Problem(str(path), "", None, "", data)])
@@ -349,19 +562,26 @@ def load_jsonl_dir(
 ) -> Benchmark:
     """`type_a.jsonl` / `type_b.jsonl` with image paths relative to the directory."""
     parts = []
-    intake = ImageIntake() if options.check_images else None
+    checks = _Checks(options)
     for split in splits:
         path = directory / f"{split}.jsonl"
         if not path.is_file():
+            checks.close(passed=False)
             raise DataError([Problem(str(path), split, None, "", "file not found")])
         problems: list[Problem] = []
-        rows, images, found = _check(
-            _jsonl_records(path, directory, split, problems, options), split, str(path), intake
+        listed = list(_jsonl_records(path, directory, split, problems, options))
+        files = [path, *(file for _, named in listed for file, _ in named)]
+        intake = checks.intake_for(files, split, "jsonl") if not problems else checks.uncached()
+        cap = options.max_image_bytes
+        records = (
+            _with_bytes(record, named, cap) if intake is not None else record
+            for record, named in listed
         )
+        rows, images, found = _check(records, split, str(path), intake)
         parts.append((rows, images, problems + found))
     captions = directory / "captions.json"
     return _finish(
-        name or str(directory), None, parts, intake, captions if captions.is_file() else None
+        name or str(directory), None, parts, checks, captions if captions.is_file() else None
     )
 
 

@@ -343,9 +343,15 @@ def run_connections(config: RunConfig) -> dict[str, int]:
     return connections
 
 
-def plan_run(config: RunConfig) -> RunPlan:
-    """Load and check the data and work out the dialogues and calls of a run."""
-    options = LoadOptions(variants=config.variants, check_images=config.check_images)
+def plan_run(config: RunConfig, *, defer_image_checks: bool = False) -> RunPlan:
+    """Load and check the data and work out the dialogues and calls of a run; with
+    `defer_image_checks`, images not validated before are checked in the background
+    (`Benchmark.pending`)."""
+    options = LoadOptions(
+        variants=config.variants,
+        check_images=config.check_images,
+        defer_checks=defer_image_checks,
+    )
     benchmark = load_benchmark(config.dataset, config.splits, config.revision, options)
     rows = tuple(select_rows(benchmark, config.splits, config.limit, config.shard))
     dialogues = tuple(
@@ -475,8 +481,10 @@ def run_benchmark(
         asyncio.run(_close(model, judge))
         raise
     rewards = [] if reward_model is None else [reward_model]
+    pending = None
     try:
-        plan = plan_run(config)
+        plan = plan_run(config, defer_image_checks=True)
+        pending = plan.benchmark.pending
         captions = resolve_captions(config, plan.benchmark, plan.dialogues)
         rubrics = (
             load_authors_rubrics(config.rubrics_dir) if config.rubrics == "authors" else RUBRICS
@@ -485,6 +493,8 @@ def run_benchmark(
         config.out.mkdir(parents=True, exist_ok=True)
         store = Store(config.out / "store.sqlite")
     except BaseException:
+        if pending is not None:
+            pending.cancel()
         asyncio.run(_close(model, judge, *rewards))
         raise
     source.benchmark = plan.benchmark
@@ -541,6 +551,13 @@ def run_benchmark(
     )
     callers = {"model": model_caller, **callers}  # the summary lists the model's calls first
 
+    async def image_ready(image_id: str) -> bool:
+        future = None if pending is None else pending.future(image_id)
+        if future is None:
+            return True
+        reason, _ = await asyncio.wrap_future(future)
+        return reason is None
+
     async def execute() -> RunOutcome:
         scheduler = Scheduler(
             callers=callers,
@@ -548,6 +565,7 @@ def run_benchmark(
             settings=run_settings(config),
             images=images,
             rubrics=rubrics,
+            image_ready=image_ready if pending is not None else None,
         )
         try:
             return await scheduler.run(dialogues)
@@ -556,8 +574,14 @@ def run_benchmark(
 
     try:
         outcome = asyncio.run(execute())
+    except BaseException:
+        if pending is not None:
+            pending.cancel()
+        raise
     finally:
         store.close()
+    if pending is not None and (problems := pending.finish()):
+        raise DataError(problems)  # the other rows' answers are kept in the store
     summary = build_summary(
         config, benchmark, rows, outcome, planned, started, time.time() - started
     )
@@ -571,7 +595,7 @@ def run_benchmark(
         for role, limiter in limits.items()
     }
     images_used = ImageCounts(
-        decoded=benchmark.images_decoded,  # once each, to validate them
+        decoded=pending.decoded if pending is not None else benchmark.images_decoded,
         encoded=images.encoded,  # base64 for sending, once each while in use
     )
     metadata = summary.metadata.model_copy(

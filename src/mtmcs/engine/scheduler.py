@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -120,9 +120,11 @@ class Scheduler:
         settings: RunSettings,
         images: ImageEncoder | None = None,
         rubrics: Mapping[str, Rubric] = RUBRICS,
+        image_ready: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self._callers = callers
         self._images = images
+        self._image_ready = image_ready
         self._image_users: Counter[str] = Counter()
         self._captions = captions
         self._settings = settings
@@ -179,8 +181,12 @@ class Scheduler:
         )
 
     async def _dialogue(self, dialogue: Dialogue) -> None:
+        """Run a dialogue, once its image passed its check (`image_ready`: images checked
+        while the run goes on); a dialogue whose image was refused makes no call."""
         try:
-            await self._run_dialogue(dialogue)
+            image = dialogue.image_id
+            if image is None or self._image_ready is None or await self._image_ready(image):
+                await self._run_dialogue(dialogue)
         finally:
             self._finished(dialogue)
 
