@@ -7,76 +7,18 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping, Sequence
-from itertools import combinations
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
+from agreement_by_hand import alpha_by_hand, confusion, kappa_by_hand, rho_by_hand
 from command import invoke
 from fakeserver import FakeServer
 from mtmcs.engine.rejudge import RejudgeConfig, rejudge
 from mtmcs.scoring.agreement import Rater, Unit, agreement
 from scripted_judges import JUDGE_A, JUDGE_B, judged_run, reply
-
-K = 5
-
-
-def records(run: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run / "dialogues.jsonl").open() if line.strip()]
-
-
-def confusion(a: Sequence[int], b: Sequence[int]) -> np.ndarray:
-    matrix = np.zeros((K, K))
-    for x, y in zip(a, b, strict=True):
-        matrix[x - 1, y - 1] += 1
-    return matrix
-
-
-def kappa_by_hand(a: Sequence[int], b: Sequence[int]) -> float:
-    observed = confusion(a, b) / len(a)
-    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0))
-    i = np.arange(K)
-    weights = (i[:, None] - i[None, :]) ** 2 / (K - 1) ** 2
-    return float(1 - (weights * observed).sum() / (weights * expected).sum())
-
-
-def average_ranks(values: Sequence[int]) -> list[float]:
-    ordered = sorted(values)
-    return [
-        ordered.index(v) + 1 + (ordered.count(v) - 1) / 2  # first position, ties averaged
-        for v in values
-    ]
-
-
-def rho_by_hand(a: Sequence[int], b: Sequence[int]) -> float:
-    x, y = np.array(average_ranks(a)), np.array(average_ranks(b))
-    x, y = x - x.mean(), y - y.mean()
-    return float((x * y).sum() / np.sqrt((x * x).sum() * (y * y).sum()))
-
-
-def alpha_by_hand(units: Sequence[Sequence[int]]) -> float:
-    """Krippendorff's ordinal alpha from the coincidence matrix of the units' values."""
-    coincidence = np.zeros((K, K))
-    for values in units:
-        if len(values) < 2:
-            continue
-        for i, j in combinations(range(len(values)), 2):
-            c, k = values[i] - 1, values[j] - 1
-            coincidence[c, k] += 1 / (len(values) - 1)
-            coincidence[k, c] += 1 / (len(values) - 1)
-    totals = coincidence.sum(axis=1)
-    n = totals.sum()
-
-    def delta(c: int, k: int) -> float:
-        low, high = min(c, k), max(c, k)
-        return float((totals[low : high + 1].sum() - (totals[c] + totals[k]) / 2) ** 2)
-
-    observed = sum(coincidence[c, k] * delta(c, k) for c in range(K) for k in range(K))
-    expected = sum(totals[c] * totals[k] * delta(c, k) for c in range(K) for k in range(K))
-    return float(1 - (n - 1) * observed / expected)
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +36,10 @@ def judged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             )
         )
     return source, root / "judge-b"
+
+
+def records(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "dialogues.jsonl").open() if line.strip()]
 
 
 def scores(run: Path) -> dict[str, dict[str, Any]]:

@@ -76,6 +76,11 @@ COMMANDS: dict[str, Entry] = {
         "agreement",
         "Agreement of judges (and human raters) on the same dialogues: kappa, alpha, rho.",
     ),
+    "label": Entry(
+        "label",
+        "label",
+        "Write a self-contained page for labelling a run's dialogues by hand (CSV export).",
+    ),
     "compare": Entry(
         "compare",
         "compare",

@@ -15,22 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
 from mtmcs import __version__
-from mtmcs.data.authors_rubrics import AUTHORS_RUBRICS_COMMIT, load_authors_rubrics
-from mtmcs.data.captions import fetch_official_captions, load_captions
-from mtmcs.data.loaders import OFFICIAL_DATASET, SAMPLE_DIR
 from mtmcs.engine.calls import Caller
 from mtmcs.engine.limits import AdaptiveLimiter
-from mtmcs.engine.run import RUBRIC_SOURCES, RubricSource
 from mtmcs.engine.scheduler import RunOutcome, RunSettings, Scheduler
 from mtmcs.engine.store import Store
-from mtmcs.errors import ConfigError, DataError, Problem, UsageError
+from mtmcs.errors import DataError, Problem, UsageError
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import (
     ProviderOptions,
@@ -40,8 +36,8 @@ from mtmcs.models.registry import (
     judge_kind,
 )
 from mtmcs.models.transport import MAX_REPLY_BYTES
-from mtmcs.protocol.rubrics import RUBRICS, Rubric
 from mtmcs.protocol.types import Dialogue, Question
+from mtmcs.scoring.judge_inputs import RubricSource, rubrics_label, run_captions, run_rubrics
 from mtmcs.scoring.metrics import compute_metrics
 from mtmcs.scoring.outcomes import DialogueOutcome, QuestionOutcome
 from mtmcs.scoring.records import dialogue_records
@@ -92,44 +88,6 @@ class RejudgeResult:
         return self.outcome.counts["judge"].failed == 0
 
 
-def source_rubrics(summary: Summary) -> RubricSource:
-    """The rubric set a run was judged with, as its summary says (`ours` when it does not)."""
-    text = summary.metadata.rubrics or ""
-    return "authors" if text.startswith("authors'") else "ours"
-
-
-def rubrics_label(source: RubricSource) -> str:
-    """How a summary names a rubric set (as `mtmcs run` writes it)."""
-    if source == "authors":
-        return f"authors' text at franciscoliu/MTMCS-Bench@{AUTHORS_RUBRICS_COMMIT}"
-    return "ours (the authors' score anchors, our wording)"
-
-
-def run_captions(dataset: str | None, given: Path | None, row_ids: Sequence[int]) -> dict[int, str]:
-    """Captions of `row_ids` for a text judge: `given`, or those of the run's `dataset` (the
-    authors' for the official dataset, `captions.json` of the sample or a dataset
-    directory); a missing one is a `DataError` naming the row."""
-    if given is not None:
-        captions, source = load_captions(given), str(given)
-    elif dataset == OFFICIAL_DATASET:
-        captions, source = fetch_official_captions(), "the official captions"
-    else:
-        directory = SAMPLE_DIR if dataset == "sample" else Path(dataset or "")
-        path = directory / "captions.json"
-        if not dataset or not path.is_file():
-            raise ConfigError(
-                f"the judge needs image captions for multimodal dialogues and the run's dataset "
-                f"{dataset or '?'} has no captions.json here: pass --captions FILE"
-            )
-        captions, source = load_captions(path), str(path)
-    missing = sorted(set(row_ids) - set(captions))
-    if missing:
-        raise DataError(
-            [Problem(source, "", row, "caption", "no caption for this row id") for row in missing]
-        )
-    return captions
-
-
 def record_dialogue(record: DialogueRecord, source: str) -> Dialogue:
     """The dialogue a record was written from (its image is not needed: the judge reads
     the caption)."""
@@ -162,13 +120,6 @@ def question_outcomes(record: DialogueRecord, dialogue: Dialogue) -> list[Questi
     ]
 
 
-def _rubrics(config: RejudgeConfig, summary: Summary) -> tuple[RubricSource, Mapping[str, Rubric]]:
-    chosen = config.rubrics or source_rubrics(summary)
-    if chosen not in RUBRIC_SOURCES:
-        raise UsageError(f"--rubrics {chosen}: expected one of {', '.join(RUBRIC_SOURCES)}")
-    return chosen, load_authors_rubrics(config.rubrics_dir) if chosen == "authors" else RUBRICS
-
-
 def rejudge(config: RejudgeConfig, on_call: Callable[[], None] | None = None) -> RejudgeResult:
     """Judge the source run's dialogues with `config.judge` into `config.out` (a run
     directory), resuming from its store; the new summary as written."""
@@ -184,7 +135,7 @@ def rejudge(config: RejudgeConfig, on_call: Callable[[], None] | None = None) ->
     multimodal = sorted({d.row_id for d, _ in finished if d.modality == "multimodal"})
     if multimodal and not is_heuristic_judge(config.judge):
         captions = run_captions(summary.metadata.dataset, config.captions, multimodal)
-    rubric_source, rubrics = _rubrics(config, summary)
+    rubric_source, rubrics = run_rubrics(summary, config.rubrics, config.rubrics_dir)
     settings = replace(
         config.settings,
         reasoning_judge=config.settings.reasoning_judge or is_reasoning_model(config.judge),

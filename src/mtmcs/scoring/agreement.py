@@ -181,11 +181,15 @@ def _rho(s: _Stats, a: Any, b: Any) -> float:
 
 def _alpha(s: _Stats, data: Any) -> float:
     try:
-        return float(
-            s.krippendorff.alpha(
-                reliability_data=data, level_of_measurement="ordinal", value_domain=CATEGORIES
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # no expected disagreement: nan, reported as None
+            return float(
+                s.krippendorff.alpha(
+                    reliability_data=data,
+                    level_of_measurement="ordinal",
+                    value_domain=CATEGORIES,
+                )
             )
-        )
     except ValueError:  # one value only: alpha is undefined
         return math.nan
 
