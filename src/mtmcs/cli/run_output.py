@@ -66,7 +66,8 @@ def metrics_table(summary: Summary) -> Table:
             "anywhere is the answer (a refusal reads as 'A'), unreadable answers dropped from "
             "the denominator, judge score falls back to the first digit 1–5; ours: strict "
             "reading, unparseable = wrong. The paper's published figures are comparable with "
-            "authors', not with ours."
+            "authors', not with ours. \\[lo–hi]: 95% interval clustered by scenario row "
+            "(summary.json: ci95_method; ci95_unclustered beside it)."
         ),
         caption_justify="left",
         pad_edge=False,
