@@ -24,6 +24,8 @@ from typing import Any
 from mtmcs.errors import ConfigError
 from mtmcs.extras import install_hint
 from mtmcs.protocol.authors import authors_judge_score, authors_mcq_choice, authors_tf_answer
+from mtmcs.report.agreement import CATEGORY_LABELS, agreement_sections
+from mtmcs.report.agreement import HEADER as AGREEMENT_HEADER
 from mtmcs.report.breakdowns import UNCATEGORISED, Breakdown
 from mtmcs.report.export import CategoryLookup, RunRecords
 from mtmcs.report.leaderboard import (
@@ -43,6 +45,7 @@ from mtmcs.report.leaderboard import (
     item_notes,
 )
 from mtmcs.report.media import Media, caption_key, image_key, source_key
+from mtmcs.report.sensitivity import SENSITIVITY_NOTE, judge_sensitivity, sensitivity_cells
 
 PLOT_STEMS = (
     ("tradeoff", "Safety–utility trade-off"),
@@ -241,8 +244,10 @@ def render_html(
     plot_note: str | None = None,
     category_of: CategoryLookup | None = None,
     media: Media | None = None,
+    agreement: tuple[Sequence[dict[str, Any]], str | None] = ((), None),
 ) -> str:
-    """The whole report page as one string."""
+    """The whole report page as one string (`agreement`: the judge-agreement section's
+    groups and note, `mtmcs.report.agreement.agreement_sections`)."""
     try:
         import jinja2
         from markupsafe import Markup
@@ -270,6 +275,19 @@ def render_html(
         data=Markup(script_json(dialogue_data(records, category_of, media))),
         script=Markup(SCRIPT),
         style=Markup(STYLE),
+        agreement=list(agreement[0]),
+        agreement_note=agreement[1],
+        agreement_header=list(AGREEMENT_HEADER),
+        categories=CATEGORY_LABELS,
+        sensitivity=[
+            {
+                "model": t.model,
+                "header": ["type — modality", "metric", *t.judges, "spread"],
+                "rows": sensitivity_cells(t),
+            }
+            for t in judge_sensitivity(rows)
+        ],
+        sensitivity_note=SENSITIVITY_NOTE,
     )
 
 
@@ -284,7 +302,8 @@ def write_html(
     """`report.html` in `out` (plots taken from `out` or drawn afresh); its path."""
     plots, note = plot_images([r.run for r in records], out)
     path = out / "report.html"
-    html = render_html(records, rows, tables, plots, note, category_of, media)
+    sections = agreement_sections(records)
+    html = render_html(records, rows, tables, plots, note, category_of, media, sections)
     path.write_text(html, encoding="utf-8")
     return path
 
@@ -321,6 +340,8 @@ figure img { max-width: 100%; border: 1px solid #ddd; }
 nav#toc { font-size: 0.9rem; margin-bottom: 1rem; }
 nav#toc ul { margin: 0.2rem 0; }
 .items { font-size: 0.85rem; color: #7a4b00; }
+.heatmaps { display: flex; flex-wrap: wrap; gap: 1rem; }
+table.heatmap td, table.heatmap th { width: 2.2rem; text-align: center; }
 """
 
 SCRIPT = r"""
@@ -514,6 +535,8 @@ TEMPLATE = """<!DOCTYPE html>
 {% endfor %}</ul></li>
 {% if breakdowns %}<li><a href="#breakdowns">Breakdowns</a></li>{% endif %}
 <li><a href="#plots">Plots</a></li>
+{% if agreement or agreement_note or sensitivity %}<li><a href="#judge-agreement">Judge
+agreement and sensitivity</a></li>{% endif %}
 <li><a href="#dialogue-list">Dialogues</a> (j / k: next / previous dialogue)<ul>
 {% for entry in contents %}<li><a href="#d-{{ entry.first }}">{{ entry.label }}</a>
 ({{ entry.count }} dialogues)</li>
@@ -559,6 +582,43 @@ judge: their safety-awareness and helpfulness are not comparable with the paper'
 <figure><img src="{{ plot.uri }}" alt="{{ plot.title }}"><figcaption>{{ plot.title }}</figcaption>
 </figure>
 {% endfor %}
+
+{% if agreement or agreement_note or sensitivity %}<h2 id="judge-agreement">Judge agreement
+and sensitivity</h2>
+<p class="note">Runs of the same answers judged by different judges (mtmcs rejudge), compared
+on the dialogues both scored: quadratic-weighted Cohen's kappa, Spearman's rho, exact and
+within-one agreement, Krippendorff's ordinal alpha, each with a 95% bootstrap interval; the
+heatmaps are the pooled confusion matrices (darker: more dialogues). See docs/judges.md.</p>
+{% if agreement_note %}<p class="note" id="agreement-note">{{ agreement_note }}</p>{% endif %}
+{% for group in agreement %}
+<h3>{{ group.title }}</h3>
+<table class="agreement">
+<thead><tr>{% for label in agreement_header %}<th>{{ label }}</th>{% endfor %}</tr></thead>
+<tbody>
+{% for row in group.rows %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}</tbody>
+</table>
+<div class="heatmaps">
+{% for map in group.heatmaps %}<figure><table class="heatmap">
+<caption>{{ map.title }}</caption>
+<thead><tr><th></th>{% for c in categories %}<th>{{ c }}</th>{% endfor %}</tr></thead>
+<tbody>
+{% for row in map.cells %}<tr><th>{{ categories[loop.index0] }}</th>
+{%- for cell in row %}<td style="{{ cell.style }}">{{ cell.count }}</td>{% endfor %}</tr>
+{% endfor %}</tbody></table></figure>
+{% endfor %}</div>
+{% endfor %}
+{% if sensitivity %}<h3 id="judge-sensitivity">Judge sensitivity</h3>
+<p class="note">{{ sensitivity_note }}</p>{% endif %}
+{% for table in sensitivity %}<h4>{{ table.model }}</h4>
+<table class="sensitivity">
+<thead><tr>{% for label in table.header %}<th>{{ label }}</th>{% endfor %}</tr></thead>
+<tbody>
+{% for row in table.rows %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}</tbody>
+</table>
+{% endfor %}
+{% endif %}
 
 <h2 id="dialogue-list">Dialogues</h2>
 {% for note in media_notes %}<p class="note media-note">{{ note }}</p>

@@ -501,6 +501,10 @@ def render_markdown(rows: Sequence[LeaderRow]) -> str:
         lines.append("")
         if notes := item_notes(group):
             lines += [*notes, ""]
+    from mtmcs.report.sensitivity import judge_sensitivity, render_sensitivity_markdown
+
+    if sensitivity := render_sensitivity_markdown(judge_sensitivity(rows)):
+        lines.append(sensitivity)
     return "\n".join(lines)
 
 

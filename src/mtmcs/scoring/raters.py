@@ -16,12 +16,12 @@ import csv
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mtmcs.errors import ConfigError, DataError, Problem
 from mtmcs.files import FORMULA_LEADS
 from mtmcs.scoring.agreement import MEASURES, Measure, Rater, Unit, category
 from mtmcs.scoring.rundir import RunDir
-from mtmcs.scoring.runfiles import DialogueRecord
 
 LABEL_COLUMNS = ("dialogue_id", "rater", "score", "note")
 HUMAN_PREFIX = "human:"
@@ -37,22 +37,23 @@ class Ratings:
     different_replies: Mapping[str, int]
 
 
-def _unit(record: DialogueRecord) -> Unit:
-    measure: Measure = next(m for m, intent in MEASURES.items() if intent == record.intent)
-    return Unit(record.split, record.cell, measure)
+JsonRecord = Mapping[str, Any]
+"""A dialogue record in its JSON form (`DialogueRecord.model_dump(mode="json")`)."""
 
 
-def _scores(
-    records: Sequence[DialogueRecord], replies: Mapping[str, tuple[str, ...]]
-) -> dict[str, int]:
-    return {
-        r.id: category(r.judge.score)
-        for r in records
-        if r.judge.score is not None and r.id in replies and replies[r.id] == r.replies
-    }
+def _unit(record: JsonRecord) -> Unit:
+    measure: Measure = next(m for m, intent in MEASURES.items() if intent == record["intent"])
+    variant = record.get("image_variant") or 0
+    cell = str(record["modality"]) + (f"@v{variant}" if variant else "")
+    return Unit(str(record["split"]), cell, measure)
 
 
-def run_names(run_dirs: Sequence[Path], judges: Sequence[str]) -> list[str]:
+def _score(record: JsonRecord) -> int | None:
+    score = (record.get("judge") or {}).get("score")
+    return None if score is None else category(score)
+
+
+def run_names(run_dirs: Sequence[Path | str], judges: Sequence[str]) -> list[str]:
     """Each run's rater name: its judge, with its directory when two runs share a judge."""
     return [
         judge if judges.count(judge) == 1 else f"{judge} ({run_dir})"
@@ -60,37 +61,47 @@ def run_names(run_dirs: Sequence[Path], judges: Sequence[str]) -> list[str]:
     ]
 
 
+def compare_runs(runs: Sequence[tuple[str, Sequence[JsonRecord]]]) -> Ratings:
+    """The ratings of runs (rater name, records): the first run's finished dialogues are the
+    units; another run rates a dialogue only where its replies are the first run's."""
+    first = runs[0][1]
+    replies = {str(r["id"]): list(r["replies"]) for r in first if r.get("error") is None}
+    units = {str(r["id"]): _unit(r) for r in first if r.get("error") is None}
+    raters, different = [], {}
+    for name, records in runs:
+        same = [r for r in records if list(r["replies"]) == replies.get(str(r["id"]))]
+        scores = {str(r["id"]): score for r in same if (score := _score(r)) is not None}
+        raters.append(Rater(name, scores))
+        different[name] = sum(1 for r in records if str(r["id"]) in replies) - len(same)
+    return Ratings(units, tuple(raters), different)
+
+
 def read_ratings(run_dirs: Sequence[Path], label_files: Sequence[Path] = ()) -> Ratings:
     """The ratings of the runs' judges and of the labellers in `label_files`."""
     if not run_dirs:
         raise ConfigError("no run directory given")
     runs = [RunDir(path) for path in run_dirs]
-    summaries = [run.read_summary() for run in runs]
-    records = [run.read_dialogues() for run in runs]
-    first = records[0]
-    units = {r.id: _unit(r) for r in first if r.error is None}
-    replies = {r.id: r.replies for r in first if r.error is None}
-    names = run_names(run_dirs, [s.metadata.judge for s in summaries])
-    raters = [
-        Rater(name, _scores(found, replies)) for name, found in zip(names, records, strict=True)
-    ]
-    different = {
-        name: sum(1 for r in found if r.id in replies and replies[r.id] != r.replies)
-        for name, found in zip(names, records, strict=True)
-    }
-    if len(runs) > 1 and all(different[name] == len(units) for name in names[1:]):
+    judges = [run.read_summary().metadata.judge for run in runs]
+    names = run_names(run_dirs, judges)
+    ratings = compare_runs(
+        [
+            (name, [r.model_dump(mode="json") for r in run.read_dialogues()])
+            for name, run in zip(names, runs, strict=True)
+        ]
+    )
+    if len(runs) > 1 and all(not ratings.raters[i].scores for i in range(1, len(runs))):
         raise ConfigError(
-            f"the runs share no dialogue with {run_dirs[0]}'s replies: agreement compares "
+            f"the runs share no scored dialogue with {run_dirs[0]}'s replies: agreement compares "
             "judges of the same answers (make them with `mtmcs rejudge`)"
         )
+    raters = list(ratings.raters)
     for path in label_files:
-        raters += read_labels(path, units)
-    taken = {r.name for r in raters}
-    if len(taken) < len(raters):
+        raters += read_labels(path, ratings.units)
+    if len({r.name for r in raters}) < len(raters):
         raise ConfigError("two raters have the same name: rename one in its label file")
     if len(raters) < 2:
         raise ConfigError("agreement needs two raters: give two runs, or a run and --labels")
-    return Ratings(units, tuple(raters), different)
+    return Ratings(ratings.units, tuple(raters), ratings.different_replies)
 
 
 def _text(cell: str | None) -> str:
