@@ -21,6 +21,12 @@ def _shown(value: float | None, scale: float, digits: int, sign: str = "") -> st
     return "–" if value is None else f"{scale * value:{sign}.{digits}f}"
 
 
+def _p_value(p: float | None) -> str:
+    if p is None:
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def _interval(interval: tuple[float, float] | None, scale: float, digits: int) -> str:
     if interval is None:
         return "–"
@@ -38,23 +44,22 @@ def comparison_table(comparison: Comparison) -> Table:
         caption_justify="left",
         pad_edge=False,
     )
-    for header in ("split", "cell", "metric", "A", "B", "B − A", "95% paired", "95% unpaired"):
-        table.add_column(header, overflow="fold")
+    for header in ("split / cell", "metric", "A", "B", "B − A", "95% paired", "95% unpaired"):
+        table.add_column(header, no_wrap=True)
     for header in ("p", "pairs", "rows"):
         table.add_column(header, justify="right")
     for figure in comparison.figures:
         entry, d = metric(figure.metric), figure.difference
         scale, digits = (100.0, 1) if entry.percent else (1.0, 2)
         table.add_row(
-            figure.split,
-            figure.cell,
+            f"{figure.split} {figure.cell}",
             entry.label,
             _shown(figure.a, scale, digits),
             _shown(figure.b, scale, digits),
             _shown(d.delta, scale, digits, "+"),
             _interval(d.ci95, scale, digits),
             _interval(d.ci95_unpaired, scale, digits),
-            "–" if d.p_value is None else f"{d.p_value:.3g}",
+            _p_value(d.p_value),
             str(d.n),
             str(d.clusters),
         )
