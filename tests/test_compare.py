@@ -199,3 +199,17 @@ def test_report_deltas_are_paired_where_runs_share_items_and_labelled_where_not(
     write_report([tmp_path / "plain", tmp_path / "short"], tmp_path / "report", ["md"])
     markdown = (tmp_path / "report" / "leaderboard.md").read_text()
     assert "| dpp ‡ |" in markdown and "‡ unpaired" in markdown
+
+
+def test_without_the_stats_extra_the_p_value_names_the_install_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import mtmcs.scoring.stats_extra as stats_extra
+    from mtmcs.errors import ConfigError
+
+    def missing(name: str) -> None:
+        raise ImportError(name=name)
+
+    monkeypatch.setattr(stats_extra.importlib, "import_module", missing)
+    with pytest.raises(ConfigError, match=r"paired p-value needs scipy\.stats.*pip install"):
+        sign_flip_p_value([1.0, 0.0], [0, 1])
