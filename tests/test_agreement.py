@@ -178,3 +178,18 @@ def test_without_the_stats_extra_the_error_says_how_to_install_it(
     done = invoke("agreement", *map(str, judged), "--out", str(tmp_path))
     assert done.returncode == 1
     assert "krippendorff is missing" in done.stderr and "[stats]" in done.stderr
+
+
+def test_runs_of_other_answers_or_a_lone_run_are_refused(
+    judged: tuple[Path, Path], tmp_path: Path
+) -> None:
+    def other_answers(request: Any) -> str:
+        return "another answer" if request.call_kind == "turn" else reply(request)
+
+    with FakeServer(other_answers) as server:
+        other = judged_run(server, tmp_path / "other")
+    done = invoke("agreement", str(judged[0]), str(other), "--out", str(tmp_path))
+    assert done.returncode == 1
+    assert "share no scored dialogue" in done.stderr and "mtmcs rejudge" in done.stderr
+    alone = invoke("agreement", str(judged[0]), "--out", str(tmp_path))
+    assert alone.returncode == 2 and "needs two raters" in alone.stderr

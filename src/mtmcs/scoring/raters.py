@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtmcs.errors import ConfigError, DataError, Problem
+from mtmcs.errors import ConfigError, DataError, Problem, UsageError
 from mtmcs.files import FORMULA_LEADS
 from mtmcs.scoring.agreement import MEASURES, Measure, Rater, Unit, category
 from mtmcs.scoring.rundir import RunDir
@@ -48,9 +48,14 @@ def _unit(record: JsonRecord) -> Unit:
     return Unit(str(record["split"]), cell, measure)
 
 
-def _score(record: JsonRecord) -> int | None:
+def _score(record: JsonRecord, source: str) -> int | None:
     score = (record.get("judge") or {}).get("score")
-    return None if score is None else category(score)
+    try:
+        return None if score is None else category(score)
+    except ValueError as error:
+        raise DataError(
+            [Problem(source, "", None, "judge.score", f"dialogue {record.get('id')}: {error}")]
+        ) from None
 
 
 def run_names(run_dirs: Sequence[Path | str], judges: Sequence[str]) -> list[str]:
@@ -70,7 +75,7 @@ def compare_runs(runs: Sequence[tuple[str, Sequence[JsonRecord]]]) -> Ratings:
     raters, different = [], {}
     for name, records in runs:
         same = [r for r in records if list(r["replies"]) == replies.get(str(r["id"]))]
-        scores = {str(r["id"]): score for r in same if (score := _score(r)) is not None}
+        scores = {str(r["id"]): score for r in same if (score := _score(r, name)) is not None}
         raters.append(Rater(name, scores))
         different[name] = sum(1 for r in records if str(r["id"]) in replies) - len(same)
     return Ratings(units, tuple(raters), different)
@@ -98,9 +103,9 @@ def read_ratings(run_dirs: Sequence[Path], label_files: Sequence[Path] = ()) -> 
     for path in label_files:
         raters += read_labels(path, ratings.units)
     if len({r.name for r in raters}) < len(raters):
-        raise ConfigError("two raters have the same name: rename one in its label file")
+        raise UsageError("two raters have the same name: rename one in its label file")
     if len(raters) < 2:
-        raise ConfigError("agreement needs two raters: give two runs, or a run and --labels")
+        raise UsageError("agreement needs two raters: give two runs, or a run and --labels")
     return Ratings(ratings.units, tuple(raters), ratings.different_replies)
 
 
