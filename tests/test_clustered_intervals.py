@@ -13,7 +13,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from mtmcs.protocol.judge import Verdict
 from mtmcs.protocol.types import Dialogue, Question
-from mtmcs.scoring.clustered import Z95, clustered_se, spread
+from mtmcs.scoring.clustered import Z95, spread
 from mtmcs.scoring.metrics import (
     ACCURACY_METHOD,
     MEAN_METHOD,
@@ -24,6 +24,11 @@ from mtmcs.scoring.metrics import (
 )
 from mtmcs.scoring.outcomes import DialogueOutcome, QuestionOutcome
 from mtmcs.scoring.runfiles import Summary
+
+
+def clustered_se(values: list[float], groups: list[int]) -> float | None:
+    result = spread(values, groups)
+    return None if result is None else result.se_clustered
 
 
 def statsmodels_cluster_se(values: list[float], groups: list[int]) -> float:

@@ -94,12 +94,6 @@ def spread(values: Sequence[float], clusters: Sequence[Hashable]) -> Spread | No
     return Spread(mean, n, count, se, se_clustered, float(sizes @ sizes) / n)
 
 
-def clustered_se(values: Sequence[float], clusters: Sequence[Hashable]) -> float | None:
-    """The cluster-robust (CR1) standard error of the mean of `values`."""
-    result = spread(values, clusters)
-    return None if result is None else result.se_clustered
-
-
 def wilson(p: float, n: float) -> tuple[float, float]:
     """The 95% Wilson score interval of a proportion `p` observed over `n` (> 0) items; `n`
     may be an effective sample size."""
