@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
 from mtmcs import __version__
+from mtmcs.engine.calls import CallCounts as EngineCallCounts
 from mtmcs.engine.calls import Caller
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.scheduler import RunOutcome, RunSettings, Scheduler
 from mtmcs.engine.store import Store
-from mtmcs.errors import DataError, Problem, UsageError
+from mtmcs.errors import DataError, OutputError, Problem, UsageError
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.registry import (
     ProviderOptions,
@@ -36,6 +37,7 @@ from mtmcs.models.registry import (
     judge_kind,
 )
 from mtmcs.models.transport import MAX_REPLY_BYTES
+from mtmcs.protocol.rubrics import Rubric
 from mtmcs.protocol.types import Dialogue, Question
 from mtmcs.scoring.judge_inputs import RubricSource, rubrics_label, run_captions, run_rubrics
 from mtmcs.scoring.metrics import compute_metrics
@@ -47,7 +49,7 @@ from mtmcs.scoring.runfiles import (
     Concurrency,
     DialogueRecord,
     Rejudged,
-    RunDecoding,
+    RunMetadata,
     Summary,
 )
 
@@ -120,26 +122,16 @@ def question_outcomes(record: DialogueRecord, dialogue: Dialogue) -> list[Questi
     ]
 
 
-def rejudge(config: RejudgeConfig, on_call: Callable[[], None] | None = None) -> RejudgeResult:
-    """Judge the source run's dialogues with `config.judge` into `config.out` (a run
-    directory), resuming from its store; the new summary as written."""
-    started = time.time()
-    source = RunDir(config.source)
-    if config.out.resolve() == config.source.resolve():
-        raise UsageError(f"--out {config.out} is the source run: rejudge into a new directory")
-    summary = source.read_summary()
-    records = source.read_dialogues()
-    dialogues = [record_dialogue(r, str(source.dialogues_path)) for r in records]
-    finished = [(d, r.replies) for d, r in zip(dialogues, records, strict=True) if r.error is None]
-    captions = None
-    multimodal = sorted({d.row_id for d, _ in finished if d.modality == "multimodal"})
-    if multimodal and not is_heuristic_judge(config.judge):
-        captions = run_captions(summary.metadata.dataset, config.captions, multimodal)
-    rubric_source, rubrics = run_rubrics(summary, config.rubrics, config.rubrics_dir)
-    settings = replace(
-        config.settings,
-        reasoning_judge=config.settings.reasoning_judge or is_reasoning_model(config.judge),
-    )
+def _judge_all(
+    config: RejudgeConfig,
+    settings: RunSettings,
+    finished: Sequence[tuple[Dialogue, tuple[str, ...]]],
+    captions: Mapping[int, str] | None,
+    rubrics: Mapping[str, Rubric],
+    on_call: Callable[[], None] | None,
+) -> tuple[RunOutcome, AdaptiveLimiter]:
+    """The judge's verdicts of the finished dialogues (through `OUT/store.sqlite`) and the
+    judge's connection limiter."""
     limiter = AdaptiveLimiter(settings.judge_max_connections)
     judge = create_judge(
         config.judge,
@@ -171,41 +163,41 @@ def rejudge(config: RejudgeConfig, on_call: Callable[[], None] | None = None) ->
             await judge.aclose()
 
     try:
-        outcome = asyncio.run(execute())
+        return asyncio.run(execute()), limiter
     finally:
         store.close()
-    outcome.dialogues += [
-        DialogueOutcome(d, r.replies, None, None, error=r.error)
-        for d, r in zip(dialogues, records, strict=True)
-        if r.error is not None
-    ]
-    outcome.questions = [
-        q for d, r in zip(dialogues, records, strict=True) for q in question_outcomes(r, d)
-    ]
-    meta = summary.metadata
-    counts = outcome.counts["judge"]
+
+
+def rejudged_metadata(
+    source: Summary,
+    config: RejudgeConfig,
+    *,
+    settings: RunSettings,
+    rubrics: RubricSource,
+    planned: int,
+    counts: EngineCallCounts,
+    limiter: AdaptiveLimiter,
+    started: float,
+) -> RunMetadata:
+    """The source run's metadata with the new judge, its decoding, rubrics and calls (the
+    model's: none), and where the run was rejudged from."""
+    meta = source.metadata
     decoding = meta.decoding
-    new_meta = meta.model_copy(
+    return meta.model_copy(
         update={
             "judge": config.judge,
             "judge_kind": judge_kind(config.judge),
             "decoding": None
             if decoding is None
-            else RunDecoding(
-                turn=decoding.turn,
-                mcq=decoding.mcq,
-                tf=decoding.tf,
-                judge=settings.judge,
-                seed=decoding.seed,
-            ),
-            "rubrics": rubrics_label(rubric_source),
+            else decoding.model_copy(update={"judge": settings.judge}),
+            "rubrics": rubrics_label(rubrics),
             "package_version": __version__,
             "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
             "wall_s": round(time.time() - started, 3),
             "calls": {
                 "model": CallCounts(),
                 "judge": CallCounts(
-                    planned=len(finished),
+                    planned=planned,
                     made=counts.made,
                     cached=counts.cached,
                     failed=counts.failed,
@@ -228,15 +220,60 @@ def rejudge(config: RejudgeConfig, on_call: Callable[[], None] | None = None) ->
             "rejudged_from": Rejudged(
                 run=str(config.source),
                 judge=meta.judge,
-                dialogues_sha256=summary.dialogues_sha256,
+                dialogues_sha256=source.dialogues_sha256,
             ),
         }
     )
+
+
+def rejudge(config: RejudgeConfig, on_call: Callable[[], None] | None = None) -> RejudgeResult:
+    """Judge the source run's dialogues with `config.judge` into `config.out` (a run
+    directory), resuming from its store; the new summary as written."""
+    started = time.time()
+    source = RunDir(config.source)
+    if config.out.resolve() == config.source.resolve():
+        raise UsageError(f"--out {config.out} is the source run: rejudge into a new directory")
+    summary = source.read_summary()
+    records = source.read_dialogues()
+    dialogues = [record_dialogue(r, str(source.dialogues_path)) for r in records]
+    finished = [(d, r.replies) for d, r in zip(dialogues, records, strict=True) if r.error is None]
+    captions = None
+    multimodal = sorted({d.row_id for d, _ in finished if d.modality == "multimodal"})
+    if multimodal and not is_heuristic_judge(config.judge):
+        captions = run_captions(summary.metadata.dataset, config.captions, multimodal)
+    rubric_source, rubrics = run_rubrics(summary, config.rubrics, config.rubrics_dir)
+    settings = replace(
+        config.settings,
+        reasoning_judge=config.settings.reasoning_judge or is_reasoning_model(config.judge),
+    )
+    outcome, limiter = _judge_all(config, settings, finished, captions, rubrics, on_call)
+    outcome.dialogues += [
+        DialogueOutcome(d, r.replies, None, None, error=r.error)
+        for d, r in zip(dialogues, records, strict=True)
+        if r.error is not None
+    ]
+    outcome.questions = [
+        q for d, r in zip(dialogues, records, strict=True) for q in question_outcomes(r, d)
+    ]
+    metadata = rejudged_metadata(
+        summary,
+        config,
+        settings=settings,
+        rubrics=rubric_source,
+        planned=len(finished),
+        counts=outcome.counts["judge"],
+        limiter=limiter,
+        started=started,
+    )
+    meta = summary.metadata
     metrics = compute_metrics(outcome.questions, outcome.dialogues, meta.splits, meta.modalities)
-    new_summary = Summary(
-        metadata=new_meta, type_a=metrics.get("type_a"), type_b=metrics.get("type_b")
-    )
-    written = RunDir(config.out).write_run(
-        new_summary, dialogue_records(outcome.dialogues, outcome.questions)
-    )
+    new = Summary(metadata=metadata, type_a=metrics.get("type_a"), type_b=metrics.get("type_b"))
+    run_dir = RunDir(config.out)
+    try:
+        written = run_dir.write_run(new, dialogue_records(outcome.dialogues, outcome.questions))
+    except OutputError as error:
+        raise OutputError(
+            f"{error} — the judge's answers are kept in {run_dir.store_path}: the rerun makes "
+            "none of them again"
+        ) from error
     return RejudgeResult(written, outcome, len(finished))
