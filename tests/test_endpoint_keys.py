@@ -147,6 +147,10 @@ COMMANDS: dict[str, Callable[[Path, str], list[str]]] = {
         *("stances", str(_run_dir(tmp)), "--judge", "openai-compatible/judge"),
         *("--base-url", url),
     ],
+    "rejudge": lambda tmp, url: [
+        *("rejudge", str(_run_dir(tmp)), "--judge", "openai-compatible/judge"),
+        *("--judge-base-url", url, "--out", str(tmp / "rejudged")),
+    ],
     "judge-check": lambda tmp, url: [
         *("judge-check", "--judge", "openai-compatible/judge", "--judge-base-url", url),
         *("--store", str(tmp / "judge-check.sqlite")),
@@ -160,7 +164,11 @@ COMMANDS: dict[str, Callable[[Path, str], list[str]]] = {
         *("--model", "openai-compatible/builder", "--base-url", url, "--max-retries", "0"),
     ],
 }
-KEY_OPTION = {"stances": "--judge-api-key-env", "judge-check": "--judge-api-key-env"}
+KEY_OPTION = {
+    "stances": "--judge-api-key-env",
+    "judge-check": "--judge-api-key-env",
+    "rejudge": "--judge-api-key-env",
+}
 
 
 def answer(request: RecordedRequest) -> str:

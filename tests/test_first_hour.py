@@ -105,14 +105,14 @@ def test_one_name_per_concept_across_commands() -> None:
         "--reward-api-key-env",
     }
     seen: dict[str, set[str]] = {}
-    for name in ("run", "stances", "judge-check", "guard", "categorize", "build"):
+    for name in ("run", "stances", "judge-check", "guard", "categorize", "build", "rejudge"):
         command = COMMANDS[name].load(name)
         for parameter in command.params:
             for flag in parameter.opts:
                 if any(word in flag for word in ("connection", "concurrency", "key")):
                     seen.setdefault(flag, set()).add(name)
     assert set(seen) <= allowed, seen
-    assert seen["--judge-max-connections"] >= {"run", "stances", "judge-check"}
+    assert seen["--judge-max-connections"] >= {"run", "stances", "judge-check", "rejudge"}
     assert "guard" in seen["--guard-max-connections"]
 
 
