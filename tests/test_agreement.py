@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from agreement_by_hand import alpha_by_hand, confusion, kappa_by_hand, rho_by_hand
@@ -193,3 +194,37 @@ def test_runs_of_other_answers_or_a_lone_run_are_refused(
     assert "share no scored dialogue" in done.stderr and "mtmcs rejudge" in done.stderr
     alone = invoke("agreement", str(judged[0]), "--out", str(tmp_path))
     assert alone.returncode == 2 and "needs two raters" in alone.stderr
+
+
+def test_the_intervals_are_the_libraries_figures_over_the_same_resamples() -> None:
+    """The bootstrap sums resampled confusion counts instead of calling the libraries on
+    every resample: the same resamples (scipy, same seed) through the libraries give the
+    same percentile interval."""
+    from scipy.stats import bootstrap, spearmanr
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(1, 6, 30)
+    y = np.clip(x + rng.integers(-1, 2, 30), 1, 5)
+    units = {f"d{i:02}": Unit("type_a", "unimodal", "helpfulness") for i in range(30)}
+    raters = [
+        Rater("x", {f"d{i:02}": int(v) for i, v in enumerate(x)}),
+        Rater("y", {f"d{i:02}": int(v) for i, v in enumerate(y)}),
+    ]
+    (pair,) = agreement(units, raters, resamples=200, seed=11)[-1].pairs  # helpfulness, pooled
+
+    def library(a: Any, b: Any) -> Any:
+        kappa = cohen_kappa_score(a, b, labels=[1, 2, 3, 4, 5], weights="quadratic")
+        return np.array([kappa, spearmanr(a, b).statistic])
+
+    result = bootstrap(
+        (x, y),
+        library,
+        paired=True,
+        vectorized=False,
+        n_resamples=200,
+        method="percentile",
+        random_state=np.random.default_rng(11),
+    )
+    for figure, row in zip((pair.kappa, pair.rho), result.bootstrap_distribution, strict=True):
+        assert figure.ci95 == pytest.approx(tuple(np.percentile(row, [2.5, 97.5])))

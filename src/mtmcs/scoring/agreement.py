@@ -14,8 +14,10 @@ modality, and every dialogue of the metric pooled as split `all`, modality `all`
   dialogues at least two raters scored.
 
 Each figure has a 95% percentile bootstrap interval: the dialogues resampled with
-replacement (`scipy.stats.bootstrap`, paired, a fixed seed), resamples where the figure is
-undefined (a rater constant in the resample) left out. A figure is `None` where it is
+replacement (`scipy.stats.bootstrap` over their indices, a fixed seed), each resample's
+figure computed from its summed confusion (or coincidence) counts with the libraries'
+formulas, resamples where the figure is undefined (a rater constant in the resample) left
+out. A figure is `None` where it is
 undefined (kappa and rho when a rater gives one category only, anything over no dialogue).
 scipy, scikit-learn and krippendorff are the `stats` extra, imported when first needed.
 """
