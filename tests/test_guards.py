@@ -258,8 +258,8 @@ def test_moderation_guard_asks_about_the_user_turns_and_reads_the_json_answer() 
 # --- metrics ---------------------------------------------------------------------------------
 
 
-def flags(split: str, intent: str, *values: Flag) -> DialogueFlags:
-    return DialogueFlags(split, "multimodal", intent, values)
+def flags(split: str, intent: str, *values: Flag, row: int = 0) -> DialogueFlags:
+    return DialogueFlags(split, "multimodal", intent, values, row)
 
 
 def test_classifier_metrics_on_a_known_confusion_matrix() -> None:

@@ -544,7 +544,8 @@ agreement and sensitivity</a></li>{% endif %}
 </ul></nav>
 
 <h2 id="leaderboard">Leaderboard</h2>
-<p class="note">Accuracies in %, judge scores 1–5; each cell: value [95% CI] n=items.
+<p class="note">Accuracies in %, judge scores 1–5; each cell: value [95% CI] n=items, the
+interval clustered by scenario row (see docs/statistics.md).
 {{ unscored_note }}</p>
 <p class="note" id="reading-note">{{ reading_note }}</p>
 <p class="note">Rows marked [heuristic judge] were scored by a keyword heuristic, not an LLM

@@ -84,7 +84,9 @@ class Figure:
     """One displayed figure: value (already in % for accuracies), 95% interval and n.
 
     `dropped`: items left out of `n` (the authors' scripts drop answers they cannot read);
-    `unscored`: of a judge mean, the judged dialogues of `n` without a usable verdict.
+    `unscored`: of a judge mean, the judged dialogues of `n` without a usable verdict;
+    `lo_unclustered`, `hi_unclustered`: the interval taking items as independent, beside the
+    clustered `lo`, `hi` (as `Stat.ci95_unclustered`; `breakdowns.csv` writes it).
     """
 
     value: float | None
@@ -93,6 +95,8 @@ class Figure:
     n: int | None = None
     dropped: int | None = None
     unscored: int | None = None
+    lo_unclustered: float | None = None
+    hi_unclustered: float | None = None
 
     @property
     def unscored_share(self) -> float | None:
@@ -242,10 +246,19 @@ def figure(stat: Stat | None, percent: bool, judge: bool = False) -> Figure:
     if stat is None:
         return Figure(None)
     scale = 100.0 if percent else 1.0
-    value, ci = stat.value, stat.ci95
+    value, ci, plain = stat.value, stat.ci95, stat.ci95_unclustered
     lo, hi = (ci[0] * scale, ci[1] * scale) if ci else (None, None)
+    plain_lo, plain_hi = (plain[0] * scale, plain[1] * scale) if plain else (None, None)
     unscored = stat.unparseable if judge else None
-    return Figure(None if value is None else value * scale, lo, hi, stat.n, unscored=unscored)
+    return Figure(
+        None if value is None else value * scale,
+        lo,
+        hi,
+        stat.n,
+        unscored=unscored,
+        lo_unclustered=plain_lo,
+        hi_unclustered=plain_hi,
+    )
 
 
 def authors_figure(stat: Stat | None, percent: bool) -> Figure:
@@ -480,7 +493,8 @@ def render_markdown(rows: Sequence[LeaderRow]) -> str:
     lines = [
         "# MTMCS-Bench leaderboard",
         "",
-        "Accuracies in %, judge scores 1–5; each cell: value [95% CI] n=items.",
+        "Accuracies in %, judge scores 1–5; each cell: value [95% CI] n=items, the interval "
+        "clustered by scenario row (see docs/statistics.md).",
         UNSCORED_NOTE,
         READING_NOTE,
         "Rows marked [heuristic judge] were scored by a keyword heuristic, not an LLM judge: "

@@ -77,13 +77,6 @@ def wilson_interval(successes: int, n: int) -> tuple[float, float] | None:
     return wilson(successes / n, n) if n else None
 
 
-def mean_interval(values: Sequence[int]) -> tuple[float, float] | None:
-    """95% normal-approximation interval of a mean of 1–5 scores, items taken as independent,
-    clipped to [1, 5]."""
-    result = spread(values, range(len(values)))
-    return None if result is None else normal_interval(result.mean, result.se, (1.0, 5.0))
-
-
 def row_of(dialogue: Dialogue) -> tuple[str, int]:
     """The scenario row a dialogue belongs to: the cluster of its figures."""
     return (dialogue.split, dialogue.row_id)
@@ -105,6 +98,26 @@ def share(
         errors=errors,
         ci95_unclustered=wilson(result.mean, result.n),
         ci95_method=ACCURACY_METHOD,
+        clusters=result.clusters,
+        design_effect=result.design_effect,
+    )
+
+
+def score_mean(
+    scores: Sequence[float], clusters: Sequence[Hashable], unscored: int = 0, errors: int = 0
+) -> Stat:
+    """The mean of 1–5 `scores`, its clustered normal interval and the unclustered one; `n`
+    also counts the `unscored` items (judged, no usable verdict: `unparseable`)."""
+    figure = Stat(None, len(scores) + unscored, unscored, None, errors)
+    result = spread(scores, clusters)
+    if result is None:
+        return figure
+    return replace(
+        figure,
+        value=result.mean,
+        ci95=normal_interval(result.mean, result.se_robust, (1.0, 5.0)),
+        ci95_unclustered=normal_interval(result.mean, result.se, (1.0, 5.0)),
+        ci95_method=MEAN_METHOD,
         clusters=result.clusters,
         design_effect=result.design_effect,
     )
@@ -132,18 +145,12 @@ def judge_mean(outcomes: Iterable[DialogueOutcome]) -> Stat:
     errors = len(finished) - len(judged)
     scored = [(o.verdict.score, row_of(o.dialogue)) for o in judged if o.verdict is not None]
     authors = authors_mean(authors_judge_score(o.judge_raw) for o in judged)
-    figure = Stat(None, len(judged), len(judged) - len(scored), None, errors)
-    result = spread([score for score, _ in scored], [row for _, row in scored])
-    if result is not None:
-        figure = replace(
-            figure,
-            value=result.mean,
-            ci95=normal_interval(result.mean, result.se_robust, (1.0, 5.0)),
-            ci95_unclustered=normal_interval(result.mean, result.se, (1.0, 5.0)),
-            ci95_method=MEAN_METHOD,
-            clusters=result.clusters,
-            design_effect=result.design_effect,
-        )
+    figure = score_mean(
+        [score for score, _ in scored],
+        [row for _, row in scored],
+        unscored=len(judged) - len(scored),
+        errors=errors,
+    )
     return replace(figure, paper_compatible=authors.value, paper_compatible_n=authors.n)
 
 
