@@ -1,7 +1,8 @@
 """End-to-end performance of `mtmcs run` against a local fake OpenAI-compatible server.
 
     python benchmarks/full_run.py [--latency 1.0] [--max-connections 256] [--rows 752]
-                                  [--data-dir DIR] [--out DIR] [--keep]
+                                  [--data-dir DIR] [--out DIR] [--keep] [--cold]
+                                  [--bare-calls 10000] [--compare-limit 376]
                                   [--kill-at 0.5] [--py-spy FILE]
 
 Generates (or reuses) a synthetic dataset of the official schema (`benchmarks/synthetic.py`),
@@ -12,11 +13,20 @@ one line per figure:
 
 - calls made (model + judge, from OUT/summary.json) and requests the server received;
 - wall time of the client process, its start-up (until the first request reaches the server);
-- the ideal bound max(5·L, calls·L/C) and efficiency = ideal / wall;
+- the ideal bound max(5·L, model calls·L/C, judge calls·L/C_judge) (model and judge each on
+  their own connections) and efficiency = ideal / wall;
 - client CPU (user + sys of the `mtmcs` process, from `os.wait4`) per call, and its peak RSS;
 - store size (store.sqlite + -wal);
 - the sequential estimate calls × (L + client CPU per call) and the speed-up against it;
 - images encoded, when summary.json reports it.
+
+Then, unless `--kill-at`: the same command again on the finished run (0 calls: its wall
+time), the bare `openai` client on the same server (`benchmarks/bare_client.py`, `--bare-calls`
+text-only calls at C connections: the CPU floor per call, measured in the same session), with
+`--compare-limit N` a run of N rows per split (peak RSS growth per 1,000 rows), and one
+`[target]` line per target of issue 21 with its figure and the ratio to the bare client.
+`--cold` starts from no recorded validation (`MTMCS_VALIDATION_CACHE` in a fresh directory):
+the first run then checks every image while it runs; the rerun finds them validated.
 
 `--kill-at F` also checks resumption: an uninterrupted run into OUT/reference, then a run into
 OUT/resumed killed with SIGKILL once the server has received F × planned calls, then the
@@ -48,7 +58,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import synthetic  # noqa: E402
 
-CALLS_PER_ROW = 24 + 4
+MODEL_CALLS_PER_ROW = 24
+JUDGE_CALLS_PER_ROW = 4
+CALLS_PER_ROW = MODEL_CALLS_PER_ROW + JUDGE_CALLS_PER_ROW
 
 
 def mtmcs_command() -> str:
@@ -130,6 +142,8 @@ def run_client(
     *,
     kill_after: int | None = None,
     py_spy: Path | None = None,
+    limit: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> ClientRun:
     command = [
         mtmcs_command(),
@@ -150,12 +164,13 @@ def run_client(
         str(connections),
         "--out",
         str(out),
+        *(["--limit", str(limit)] if limit is not None else []),
     ]
     out.mkdir(parents=True, exist_ok=True)
     log = (out / "client.log").open("a")
     before = server.count()
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     spy = None
     if py_spy is not None:
         kind = {".txt": "raw", ".svg": "flamegraph"}.get(py_spy.suffix, "speedscope")
@@ -220,6 +235,12 @@ def store_mb(out: Path) -> tuple[float, float]:
     return size(out / "store.sqlite"), size(out / "store.sqlite-wal")
 
 
+def ideal_s(latency: float, connections: int, rows: int) -> float:
+    """max(5·L, model calls·L/C, judge calls·L/C): model and judge on their own C connections."""
+    model, judge = rows * MODEL_CALLS_PER_ROW, rows * JUDGE_CALLS_PER_ROW
+    return max(5 * latency, model * latency / connections, judge * latency / connections)
+
+
 def report(run: ClientRun, latency: float, connections: int, planned: int, label: str) -> None:
     def line(name: str, value: str) -> None:
         print(f"[{label}] {name}: {value}", flush=True)
@@ -240,8 +261,8 @@ def report(run: ClientRun, latency: float, connections: int, planned: int, label
     line(
         "start-up (to first request)", "n/a" if run.startup_s is None else f"{run.startup_s:.1f} s"
     )
-    ideal = max(5 * latency, planned * latency / connections)
-    line("ideal max(5L, calls*L/C)", f"{ideal:.1f} s")
+    ideal = ideal_s(latency, connections, planned // CALLS_PER_ROW)
+    line("ideal max(5L, model calls*L/C, judge calls*L/C)", f"{ideal:.1f} s")
     line("efficiency ideal/wall", f"{ideal / run.wall_s:.2f}" if ideal > 0 else "n/a (L=0)")
     per_call = run.cpu_s / run.requests if run.requests else float("nan")
     line("client CPU", f"{run.cpu_s:.1f} s = {1000 * per_call:.2f} ms per call (all)")
@@ -266,6 +287,93 @@ def report(run: ClientRun, latency: float, connections: int, planned: int, label
     )
 
 
+def bare_client(server: Server, calls: int, connections: int) -> float:
+    """CPU ms per call of the bare `openai` client (`bare_client.py`) against `server`."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bare_client.py"),
+            server.base_url,
+            "--calls",
+            str(calls),
+            "--connections",
+            str(connections),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figures = json.loads(result.stdout)
+    print(
+        f"[bare openai client] {figures['calls']} calls ({figures['failed']} failed) in "
+        f"{figures['wall_s']:.1f} s, CPU {figures['cpu_s']:.1f} s = "
+        f"{1000 * figures['cpu_s'] / figures['calls']:.2f} ms per call",
+        flush=True,
+    )
+    return float(1000 * figures["cpu_s"] / figures["calls"])
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def targets(
+    run: ClientRun,
+    rerun: ClientRun | None,
+    bare_ms: float | None,
+    latency: float,
+    connections: int,
+    rows: int,
+    smaller: tuple[ClientRun, int] | None,
+) -> None:
+    """One line per target of issue 21: the figure, the target, met or MISSED."""
+
+    def line(name: str, figure: str, met: bool | None) -> None:
+        verdict = "" if met is None else (" met" if met else " MISSED")
+        print(f"[target] {name}: {figure}{verdict}", flush=True)
+
+    if rerun is not None:
+        line(
+            "rerun of the finished run",
+            f"{rerun.wall_s:.2f} s, {rerun.requests} calls (target <= 3 s, 0 calls)",
+            rerun.wall_s <= 3 and rerun.requests == 0,
+        )
+    decoded = (run.summary or {}).get("metadata", {}).get("images", {}).get("decoded")
+    if run.startup_s is not None:
+        line(
+            "first call after start",
+            f"{run.startup_s:.1f} s, {decoded} images decoded in the run (target <= 3 s)",
+            run.startup_s <= 3,
+        )
+    per_call = 1000 * run.cpu_s / run.requests if run.requests else float("nan")
+    ratio = (
+        f"; {per_call / bare_ms:.2f}x the bare openai client's {bare_ms:.2f} ms" if bare_ms else ""
+    )
+    line(
+        "all-in client CPU per call",
+        f"{per_call:.2f} ms{ratio} (target <= 2.0 ms at L = 0)",
+        per_call <= 2.0 if latency == 0 else None,
+    )
+    if latency > 0:
+        ideal = ideal_s(latency, connections, rows)
+        line(
+            "wall / ideal bound (model and judge on their own connections)",
+            f"{run.wall_s:.1f} s / {ideal:.1f} s = {run.wall_s / ideal:.3f} (target <= 1.08)",
+            run.wall_s <= 1.08 * ideal,
+        )
+    line("peak RSS", f"{run.maxrss_mb:.0f} MB (target <= 500 MB)", run.maxrss_mb <= 500)
+    if smaller is not None:
+        small, small_rows = smaller
+        growth = (run.maxrss_mb - small.maxrss_mb) / ((rows - small_rows) / 1000)
+        line(
+            "peak RSS growth per 1,000 rows",
+            f"{growth:.0f} MB ({small.maxrss_mb:.0f} MB at {small_rows} rows, "
+            f"{run.maxrss_mb:.0f} MB at {rows})",
+            None,
+        )
+    print(f"[target] load average at the end: {load_average()}", flush=True)
+
+
 def metrics_only(summary: dict[str, Any] | None) -> dict[str, Any]:
     return {key: value for key, value in (summary or {}).items() if key != "metadata"}
 
@@ -284,6 +392,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the run directory")
     parser.add_argument("--kill-at", type=float, help="also test kill -9 + resume at this fraction")
     parser.add_argument("--py-spy", type=Path, help="write a py-spy speedscope profile here")
+    parser.add_argument(
+        "--cold", action="store_true", help="start with no validation recorded (fresh cache)"
+    )
+    parser.add_argument(
+        "--bare-calls", type=int, default=10_000, help="calls of the bare client (0: none)"
+    )
+    parser.add_argument(
+        "--compare-limit", type=int, help="also run N rows per split: RSS growth per 1,000 rows"
+    )
     args = parser.parse_args(argv)
 
     data_dir = args.data_dir or Path(
@@ -300,17 +417,46 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"--out {out} is not empty (it would resume); choose a new directory")
     print(
         f"L={args.latency} s, C={args.max_connections}, rows {args.rows} per split, "
-        f"planned calls {planned}, out {out}",
+        f"planned calls {planned}, out {out}, load average {load_average()}",
         flush=True,
     )
+    env = dict(os.environ)
+    if args.cold:
+        env["MTMCS_VALIDATION_CACHE"] = tempfile.mkdtemp(prefix="mtmcs-bench-validated-")
     server = Server(args.latency)
     try:
         connections = args.max_connections
         if args.kill_at is None:
-            run = run_client(server, data_dir, out, connections, py_spy=args.py_spy)
+            bare_ms = bare_client(server, args.bare_calls, connections) if args.bare_calls else None
+            run = run_client(server, data_dir, out, connections, py_spy=args.py_spy, env=env)
             report(run, args.latency, connections, planned, "run")
             if run.returncode != 0:
                 print((out / "client.log").read_text()[-3000:])
+            rerun = run_client(server, data_dir, out, connections, env=env)
+            print(
+                f"[rerun] exit code {rerun.returncode}; wall {rerun.wall_s:.2f} s; server "
+                f"received {rerun.requests} requests; peak RSS {rerun.maxrss_mb:.0f} MB",
+                flush=True,
+            )
+            smaller = None
+            if args.compare_limit:
+                small = run_client(
+                    server,
+                    data_dir,
+                    out / "smaller",
+                    connections,
+                    limit=args.compare_limit,
+                    env=env,
+                )
+                report(
+                    small,
+                    args.latency,
+                    connections,
+                    2 * args.compare_limit * CALLS_PER_ROW,
+                    "smaller",
+                )
+                smaller = (small, 2 * args.compare_limit)
+            targets(run, rerun, bare_ms, args.latency, connections, 2 * args.rows, smaller)
         else:
             reference = run_client(
                 server, data_dir, out / "reference", connections, py_spy=args.py_spy

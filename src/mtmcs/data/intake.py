@@ -18,10 +18,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
 
 from mtmcs.data.records import RawImage, prepare_image
 from mtmcs.errors import DataError, Problem
 
+T = TypeVar("T")
 ImageRef = Callable[[], bytes]
 """Reads an image's bytes (`DataError` when they can no longer be read)."""
 
@@ -71,6 +73,10 @@ class ImageIntake:
         for image, (reason, ref) in zip(images, verdicts, strict=True):
             taken.append((RawImage(image.field, reason) if reason else image, ref))
         return taken
+
+    def later(self, work: Callable[..., T], *args: object) -> Future[T]:
+        """Run `work(*args)` in the pool, after the checks queued before it."""
+        return self._pool.submit(work, *args)
 
     def submit(self, image: RawImage, ref: ImageRef) -> Future[Verdict]:
         """Check one image in the background (`check`)."""

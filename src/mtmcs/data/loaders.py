@@ -6,7 +6,7 @@ import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -302,8 +302,8 @@ class _Checks:
         self.files = ArrowFiles()
         self._digests = FileDigests() if options.check_images else None
         self._intake: ImageIntake | None = None
-        self._hasher: ThreadPoolExecutor | None = None
         self._passing: list[str | Future[str | None] | None] = []
+        self._unhashed: list[tuple[Sequence[Path], dict[str, object]]] = []
         self.deferred: DeferredChecks | None = None
 
     def intake_for(
@@ -313,7 +313,7 @@ class _Checks:
         (not asked for, or the same bytes passed every check before)."""
         if self._digests is None:
             return None
-        context = {
+        context: dict[str, object] = {
             "split": split,
             "layout": layout,
             "variants": self.options.variants,
@@ -323,10 +323,8 @@ class _Checks:
         key = fingerprint(paths, self._digests, context, known_only=defer)
         if is_validated(key):
             return None
-        if key is None and defer:  # new files: hashed beside the checks, not before them
-            if self._hasher is None:
-                self._hasher = ThreadPoolExecutor(max_workers=1)
-            self._passing.append(self._hasher.submit(fingerprint, paths, self._digests, context))
+        if key is None and defer:  # new files: hashed after the checks, not before them
+            self._unhashed.append((paths, context))
         else:
             self._passing.append(key)
         return self.uncached()
@@ -335,8 +333,8 @@ class _Checks:
         """How to check images without the cache (`None` when they are not checked)."""
         if not self.options.check_images:
             return None
-        if self._intake is None:
-            self._intake = ImageIntake()
+        if self._intake is None:  # in the background, one worker leaves the run a core
+            self._intake = ImageIntake(workers=1 if self.options.defer_checks else None)
         if not self.options.defer_checks:
             return self._intake
         if self.deferred is None:
@@ -353,15 +351,16 @@ class _Checks:
         if passed:
             for key in self._passing:
                 record_validated(key.result() if isinstance(key, Future) else key)
-        if self._hasher is not None:
-            self._hasher.shutdown(cancel_futures=True)
         if self._digests is not None:
             self._digests.save()
 
     def close(self, passed: bool) -> None:
         """After the load: stop the intake unless its checks go on in the background;
         remember the data that `passed` every check."""
-        if self.deferred is not None and passed:
+        if self.deferred is not None and self._intake is not None and passed:
+            for paths, context in self._unhashed:  # queued behind every image's check
+                job = self._intake.later(fingerprint, paths, self._digests, context)
+                self._passing.append(job)
             return  # `DeferredChecks.finish` ends it
         if self._intake is not None:
             self._intake.close(cancel=True)

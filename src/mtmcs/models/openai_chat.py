@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+import httpx2
 import openai
-from openai.types.chat import ChatCompletion
 
 from mtmcs.keys import remember_secret
 from mtmcs.models.base import (
@@ -33,6 +33,9 @@ TokenParameter = Literal["max_tokens", "max_completion_tokens"]
 
 
 _IMAGE_SLOT = "mtmcs-image-slot-" + secrets.token_hex(8)
+_CHUNK = 256 * 1024
+"""Largest piece of a body written at once: the socket's buffer holds a copy of what it
+cannot send at once, per connection, so a whole image per connection would add up."""
 
 
 def openai_content(message: Message) -> str | list[dict[str, Any]]:
@@ -54,6 +57,37 @@ def empty_cause(finish_reason: str | None, reasoning_tokens: int | None, limit: 
             "--max-tokens or lower --reasoning-effort)"
         )
     return f"empty completion (finish_reason={finish_reason})"
+
+
+def _field(value: object, name: str) -> Any:
+    return value.get(name) if isinstance(value, dict) else None
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def completion_of(response: object, max_tokens: int) -> Completion:
+    """The completion in a chat completion's JSON; `CallFailed` for one without a text
+    (malformed, or empty: `empty_cause`)."""
+    choices = _field(response, "choices")
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    message = _field(choice, "message")
+    text = _field(message, "content") if isinstance(message, dict) else None
+    if not isinstance(message, dict) or not isinstance(text, str | None):
+        raise CallFailed("malformed response: no choices[0].message")
+    finish_reason = _field(choice, "finish_reason")
+    finish_reason = finish_reason if isinstance(finish_reason, str) else None
+    usage = _field(response, "usage")
+    if not text or not text.strip():
+        reasoning = _count(_field(_field(usage, "completion_tokens_details"), "reasoning_tokens"))
+        raise CallFailed(empty_cause(finish_reason, reasoning, max_tokens))
+    return Completion(
+        text=text,
+        finish_reason=finish_reason,
+        input_tokens=_count(_field(usage, "prompt_tokens")),
+        output_tokens=_count(_field(usage, "completion_tokens")),
+    )
 
 
 class RequestBody:
@@ -85,7 +119,12 @@ class RequestBody:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for piece in self.pieces:
-            yield piece
+            if len(piece) <= _CHUNK:
+                yield piece
+                continue
+            view = memoryview(piece)  # an image in slices: never copied whole into a buffer
+            for start in range(0, len(piece), _CHUNK):
+                yield cast(bytes, view[start : start + _CHUNK])  # bytes-like: httpx takes it
 
     def read(self, size: int = -1) -> bytes:
         """The whole body (file-like access, for completeness)."""
@@ -166,9 +205,9 @@ class OpenAIChat:
     async def complete(self, request: ChatRequest) -> Completion:
         with sdk_errors(openai, self.name, self._model, self._base_url, check_v1=self._check_v1):
             body = RequestBody(self._arguments(request), self._images, request.messages)
-            response = await self._client.post(
+            content = await self._client.post(
                 "/chat/completions",
-                cast_to=ChatCompletion,
+                cast_to=httpx2.Response,  # read here: the SDK's models cost more than the JSON
                 content=body,
                 options={
                     "headers": {
@@ -177,23 +216,8 @@ class OpenAIChat:
                     }
                 },
             )
-        try:
-            choice = response.choices[0]
-            text = choice.message.content or ""
-            finish_reason = choice.finish_reason
-        except (AttributeError, IndexError, TypeError) as error:
-            raise CallFailed("malformed response: no choices[0].message") from error
-        usage = getattr(response, "usage", None)
-        if not text.strip():
-            details = getattr(usage, "completion_tokens_details", None)
-            reasoning = getattr(details, "reasoning_tokens", None)
-            raise CallFailed(empty_cause(finish_reason, reasoning, request.max_tokens))
-        return Completion(
-            text=text,
-            finish_reason=finish_reason,
-            input_tokens=getattr(usage, "prompt_tokens", None),
-            output_tokens=getattr(usage, "completion_tokens", None),
-        )
+            response = json.loads(content.content)
+        return completion_of(response, request.max_tokens)
 
     async def aclose(self) -> None:
         await self._client.close()
