@@ -1,6 +1,7 @@
 """Summarise a py-spy collapsed-stack profile (`py-spy record --format raw`).
 
     python benchmarks/profile_summary.py PROFILE.txt [--top 25] [--match TEXT]
+                                         [--exclude TEXT] [--idle TEXT] [--group LABEL=TEXT]
 
 Prints the functions with the most samples, inclusive (on the stack) and self (innermost
 frame), as percentages of all samples. `--match` restricts to stacks containing TEXT.
@@ -40,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         help="drop stacks containing TEXT (e.g. '_worker (' for idle thread-pool workers)",
     )
     parser.add_argument(
+        "--idle",
+        action="append",
+        default=[],
+        help="drop samples whose innermost frame contains TEXT (a thread waiting: '_worker (', "
+        "'Condition.wait')",
+    )
+    parser.add_argument(
         "--group",
         action="append",
         default=[],
@@ -60,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.match and args.match not in stack:
                 continue
             if any(text in stack for text in args.exclude):
+                continue
+            if any(text in stack.rsplit(";", 1)[-1] for text in args.idle):
                 continue
             count = int(count_text)
             for label, text in groups:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import AsyncIterator
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import httpx2
 import openai
@@ -33,9 +33,6 @@ TokenParameter = Literal["max_tokens", "max_completion_tokens"]
 
 
 _IMAGE_SLOT = "mtmcs-image-slot-" + secrets.token_hex(8)
-_CHUNK = 256 * 1024
-"""Largest piece of a body written at once: the socket's buffer holds a copy of what it
-cannot send at once, per connection, so a whole image per connection would add up."""
 
 
 def openai_content(message: Message) -> str | list[dict[str, Any]]:
@@ -119,12 +116,7 @@ class RequestBody:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for piece in self.pieces:
-            if len(piece) <= _CHUNK:
-                yield piece
-                continue
-            view = memoryview(piece)  # an image in slices: never copied whole into a buffer
-            for start in range(0, len(piece), _CHUNK):
-                yield cast(bytes, view[start : start + _CHUNK])  # bytes-like: httpx takes it
+            yield piece
 
     def read(self, size: int = -1) -> bytes:
         """The whole body (file-like access, for completeness)."""
