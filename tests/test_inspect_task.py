@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +49,39 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     cache.mkdir()
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache))
     monkeypatch.setenv("INSPECT_LOG_DIR", str(tmp_path / "inspect-logs"))
-    monkeypatch.setenv("FAKE_API_KEY", "test-key")
     yield cache
     assert list(cache.iterdir()) == [], "tiktoken downloaded an encoding"
+
+
+SERVICES = itertools.count()
+
+
+@dataclass(frozen=True)
+class Served:
+    """The test server as an inspect service: `openai-api/<service>/…` models reach it."""
+
+    server: FakeServer
+    service: str
+
+    @property
+    def model(self) -> str:
+        return f"openai-api/{self.service}/model-under-test"
+
+    @property
+    def judge(self) -> str:
+        return f"openai-api/{self.service}/judge"
+
+
+@pytest.fixture
+def served(fake_server: Callable[..., FakeServer], monkeypatch: pytest.MonkeyPatch) -> Served:
+    """A server answering `content_reply`, named by a service of its own: inspect keeps the
+    models it made for the process, so a name reused with another server would still call
+    the stopped one."""
+    server = fake_server(content_reply)
+    service = f"mtmcs{next(SERVICES)}"
+    monkeypatch.setenv(f"{service.upper()}_BASE_URL", server.base_url)
+    monkeypatch.setenv(f"{service.upper()}_API_KEY", "test-key")
+    return Served(server, service)
 
 
 def inspect_figures(log: EvalLog) -> dict[str, float]:
@@ -67,7 +99,7 @@ def run_figures(summary: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def run_ours(server: FakeServer, out: Path) -> dict[str, Any]:
+def run_ours(server: FakeServer, out: Path, **options: Any) -> dict[str, Any]:
     config = RunConfig(
         model="openai-compatible/model-under-test",
         judge="openai-compatible/judge",
@@ -78,19 +110,20 @@ def run_ours(server: FakeServer, out: Path) -> dict[str, Any]:
         judge_base_urls=(server.base_url,),
         max_retries=0,
         settings=RunSettings(max_connections=8, judge_max_connections=4),
+        **options,
     )
     return run_benchmark(config).summary
 
 
 def test_inspect_eval_of_the_task_equals_mtmcs_run_on_the_same_replies(
-    fake_server: Callable[..., FakeServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    served: Served, tmp_path: Path
 ) -> None:
-    server = fake_server(content_reply)
-    monkeypatch.setenv("FAKE_BASE_URL", server.base_url)
+    server = served.server
     (log,) = inspect_eval(
         "mtmcs/mtmcs",  # found through the inspect_ai entry point
-        model="openai-api/fake/model-under-test",
-        task_args={"dataset": "sample", "judge": "openai-api/fake/judge", "limit": 1},
+        model=served.model,
+        max_retries=0,
+        task_args={"dataset": "sample", "judge": served.judge, "limit": 1},
         log_dir=str(tmp_path / "logs"),
         display="none",
     )
@@ -135,22 +168,47 @@ def test_inspect_eval_of_the_task_equals_mtmcs_run_on_the_same_replies(
         assert stored["replies"] == list(record.replies)
 
 
-def test_inspect_eval_command_runs_the_registered_task(
-    fake_server: Callable[..., FakeServer], tmp_path: Path
+def test_variant_images_give_the_same_figures_and_consistency_as_mtmcs_run(
+    served: Served, tmp_path: Path
 ) -> None:
-    server = fake_server(content_reply)
+    server = served.server
+    task_args = {"judge": served.judge, "limit": 1, "split": "type_a"}
+    (log,) = inspect_eval(
+        "mtmcs/mtmcs",
+        model=served.model,
+        max_retries=0,
+        task_args={**task_args, "modality": "multimodal", "variants": True},
+        log_dir=str(tmp_path / "logs"),
+        display="none",
+    )
+    inspect_requests = server.requests
+    server.clear()
+    options = {"splits": ("type_a",), "modalities": ("multimodal",), "variants": True}
+    summary = run_ours(server, tmp_path / "run", **options)
+
+    assert log.status == "success", log.error
+    assert log.samples is not None and len(log.samples) == 8  # 4 images x 2 intents
+    assert Counter(map(content_key, inspect_requests)) == Counter(map(content_key, server.requests))
+    ours, theirs = run_figures(summary), inspect_figures(log)
+    assert theirs == ours
+    assert "type_a/multimodal@v3/safe_mcq_accuracy" in ours
+    assert "type_a/variant_consistency/mcq_answers" in ours
+
+
+def test_inspect_eval_command_runs_the_registered_task(served: Served, tmp_path: Path) -> None:
+    server = served.server
     logs = tmp_path / "logs"
     done = subprocess.run(
         [
             *(sys.executable, "-m", "inspect_ai", "eval", "mtmcs/mtmcs"),
-            *("--model", "openai-api/fake/model-under-test", "--log-dir", str(logs)),
-            *("-T", "dataset=sample", "-T", "judge=openai-api/fake/judge", "-T", "limit=1"),
+            *("--model", served.model, "--max-retries", "0", "--log-dir", str(logs)),
+            *("-T", "dataset=sample", "-T", f"judge={served.judge}", "-T", "limit=1"),
             *("-T", "split=type_b", "-T", "modality=unimodal", "--display", "none"),
         ],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "FAKE_BASE_URL": server.base_url, "HF_HUB_OFFLINE": "1"},
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]

@@ -5,7 +5,8 @@ metrics rebuild the outcomes from those records and compute the figures with
 `mtmcs.scoring.metrics` (`mtmcs.interop.outcomes.record_figures`), so they equal the run's.
 One inspect metric per figure of `CELL_METRICS` (`safe_mcq_accuracy`, …, `helpfulness`),
 each a value per split × cell, keyed `split/cell/metric` as the summary nests them
-(`type_a/multimodal/safe_mcq_accuracy`; `type_a/overall/mcq_accuracy` pools the MCQs).
+(`type_a/multimodal/safe_mcq_accuracy`; `type_a/overall/mcq_accuracy` pools the MCQs), and
+`variant_consistency` for runs on variant images.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 
 from inspect_ai.scorer import Metric, SampleScore, Score, Value, metric
 
-from mtmcs.interop.outcomes import flat_figures, record_figures
+from mtmcs.interop.outcomes import GROUPED_CELLS, flat_figures, record_figures
 from mtmcs.scoring.metrics import CELL_METRICS
 from mtmcs.scoring.runfiles import DialogueRecord
 
@@ -101,10 +102,11 @@ def score_records(scores: Sequence[SampleScore]) -> list[DialogueRecord]:
     ]
 
 
-def figure_values(scores: Sequence[SampleScore], name: str) -> dict[str, float]:
-    """The figure `name` of every split × cell, keyed `split/cell/name` (absent: no value)."""
+def figure_values(scores: Sequence[SampleScore], group: str) -> dict[str, float]:
+    """The figures of `group` (a figure's name, or a grouped cell's), keyed
+    `split/cell/name` (a figure without a value is absent)."""
     figures = record_figures(score_records(scores))
-    return {key: value for metric_name, key, value in flat_figures(figures) if metric_name == name}
+    return {key: value for name, key, value in flat_figures(figures) if name == group}
 
 
 def _registered(name: str) -> Callable[[], Metric]:
@@ -120,8 +122,11 @@ def _registered(name: str) -> Callable[[], Metric]:
     return metric(name=name)(create)
 
 
-METRICS: tuple[Callable[[], Metric], ...] = tuple(_registered(m.name) for m in CELL_METRICS)
-"""One registered metric per figure of `CELL_METRICS`, in the order tables show them."""
+METRICS: tuple[Callable[[], Metric], ...] = tuple(
+    _registered(name) for name in (*(m.name for m in CELL_METRICS), *GROUPED_CELLS)
+)
+"""One registered metric per figure of `CELL_METRICS`, in the order tables show them, then
+one per grouped cell (`variant_consistency`, with `variants=true`)."""
 
 
 def cell_metrics() -> list[Metric]:

@@ -193,7 +193,7 @@ def mtmcs_scorer(plan: Plan) -> Scorer:
     async def score(state: TaskState, target: Target) -> Score:
         dialogue = plan.dialogues[str(state.sample_id)]
         replies = tuple(cast(list[str], state.store.get(REPLIES, [])))
-        model, judge = get_model(), get_model(plan.judge)
+        model, judge = get_model(), get_model(role="judge", default=plan.judge)
         caption = None
         if dialogue.modality == "multimodal" and plan.captions is not None:
             caption = plan.captions[dialogue.row_id]
@@ -206,7 +206,7 @@ def mtmcs_scorer(plan: Plan) -> Scorer:
             caption,
             rubric_for(dialogue.split, dialogue.modality, dialogue.intent),
         )
-        decoding = judge_decoding(reasoning=_reasoning(plan.judge))
+        decoding = judge_decoding(reasoning=_reasoning(str(judge)))
         questions = [_answer(model, plan, dialogue, q, replies) for q in dialogue.questions]
         done = await collect(judge_verdict(judge, judged, decoding), *questions)
         result, answers = cast(JudgeResult, done[0]), cast(list[QuestionOutcome], done[1:])
@@ -235,7 +235,8 @@ def mtmcs_task(
 
     Args:
         dataset: `sample` (bundled), `official` (ND-25/MCS-bench) or a directory.
-        judge: the judge, an inspect model name (default the authors' GPT-5-mini).
+        judge: the judge, an inspect model name (default the authors' GPT-5-mini; inspect's
+            `--model-role judge=M` takes precedence).
         split: `type_a`, `type_b` or both (a list or comma-separated; default both).
         modality: `multimodal`, `unimodal` or both (default both).
         variants: also run multimodal dialogues on the rows' variant images.

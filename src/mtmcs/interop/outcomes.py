@@ -69,13 +69,19 @@ def record_figures(records: Sequence[DialogueRecord]) -> dict[str, dict[str, dic
     return compute_metrics(questions, dialogues, splits, modalities)
 
 
+GROUPED_CELLS = ("variant_consistency",)
+"""Cells whose figures are grouped under the cell's name, not each under its own name."""
+
+
 def flat_figures(
     figures: Mapping[str, Mapping[str, Mapping[str, Stat]]],
 ) -> Iterator[tuple[str, str, float]]:
-    """(metric name, `split/cell/metric`, value) of every figure (split → cell → metric →
-    `Stat`) that has a value."""
+    """(group, `split/cell/metric`, value) of every figure (split → cell → metric → `Stat`)
+    that has a value; the group is the figure's name (`safe_mcq_accuracy`), or the cell's
+    for `GROUPED_CELLS`."""
     for split, cells in figures.items():
         for cell, stats in cells.items():
             for name, stat in stats.items():
                 if stat.value is not None:
-                    yield name, f"{split}/{cell}/{name}", stat.value
+                    group = cell if cell in GROUPED_CELLS else name
+                    yield group, f"{split}/{cell}/{name}", stat.value
