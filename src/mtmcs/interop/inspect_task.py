@@ -9,7 +9,8 @@ questions of the model under test (fresh single-turn calls) and has the judge (`
 model name) give its verdict, masked replies judged again as `mtmcs.engine.judging` does. Every
 prompt, parser and decoding setting is `mtmcs.protocol`'s; the metrics are `mtmcs run`'s
 (`mtmcs.interop.inspect_scores`). Unlike `mtmcs run`, a failed call fails its sample (inspect's
-rule) instead of being recorded and retried by a rerun.
+rule) instead of being recorded and retried by a rerun, and an empty reply is taken as a reply
+(`mtmcs run` records it as a failed call, left out of every figure).
 """
 
 from __future__ import annotations
