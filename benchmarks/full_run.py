@@ -96,6 +96,10 @@ class Server:
             sys.exit(f"the fake server did not start (printed {self.base_url!r})")
         self._count_url = self.base_url.removesuffix("/v1") + "/count"
 
+    def cpu_s(self) -> float:
+        """CPU seconds the server process has used so far."""
+        return process_cpu_s(self.process.pid) or 0.0
+
     def count(self) -> int:
         with urllib.request.urlopen(self._count_url, timeout=10) as response:
             return int(json.loads(response.read())["total"])
@@ -121,6 +125,7 @@ class ClientRun:
     cpu_s: float
     maxrss_mb: float
     requests: int  # requests the server received during this run
+    server_cpu_s: float = 0.0  # CPU the loopback server used meanwhile (it shares the cores)
     killed: bool = False
     summary: dict[str, Any] | None = field(default=None, repr=False)
 
@@ -169,6 +174,7 @@ def run_client(
     out.mkdir(parents=True, exist_ok=True)
     log = (out / "client.log").open("a")
     before = server.count()
+    server_cpu = server.cpu_s()
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     spy = None
@@ -223,6 +229,7 @@ def run_client(
         cpu_s=usage.ru_utime + usage.ru_stime,
         maxrss_mb=usage.ru_maxrss / 1024,
         requests=server.count() - before,
+        server_cpu_s=server.cpu_s() - server_cpu,
         killed=killed,
         summary=summary,
     )
@@ -274,6 +281,11 @@ def report(run: ClientRun, latency: float, connections: int, planned: int, label
             f"(start-up: {run.startup_cpu_s:.1f} s loading and checking the data)",
         )
     line("client peak RSS", f"{run.maxrss_mb:.0f} MB")
+    line(
+        "loopback server CPU (same cores)",
+        f"{run.server_cpu_s:.1f} s = {1000 * run.server_cpu_s / max(run.requests, 1):.2f} ms "
+        f"per call; client + server {(run.cpu_s + run.server_cpu_s) / run.wall_s:.2f} of 2 cores",
+    )
     main_mb, wal_mb = store_mb(run.out)
     line("store size", f"{main_mb + wal_mb:.1f} MB (sqlite {main_mb:.1f} + wal {wal_mb:.1f})")
     sequential = planned * (latency + per_call)
