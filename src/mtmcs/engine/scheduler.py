@@ -135,9 +135,12 @@ class Scheduler:
         """How many dialogues are under way at once: enough to keep every connection busy.
 
         Dialogues start in order as earlier ones finish, so only the images of the rows under
-        way are held in memory, each released when its last dialogue is done.
+        way are held in memory, each released when its last dialogue is done. A row's four
+        dialogues keep about six model calls in flight, so C dialogues (C / 4 rows) give the
+        model's C connections about 1.5 times the calls they can take; twice that held twice
+        the images and measured slower at L = 1 s (docs/performance.md).
         """
-        return max(64, 2 * self._settings.max_connections)
+        return max(64, self._settings.max_connections)
 
     async def run(self, dialogues: Sequence[Dialogue]) -> RunOutcome:
         """Run every dialogue to the end (failed calls are recorded, not raised)."""
