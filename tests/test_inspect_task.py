@@ -22,8 +22,14 @@ pytest.importorskip("inspect_ai")
 from inspect_ai import eval as inspect_eval
 from inspect_ai.log import EvalLog, read_eval_log
 
-from content_replies import PASTED_VERDICT, call_kind, content_key, content_reply
-from fakeserver import FakeServer
+from content_replies import (
+    PASTED_VERDICT,
+    call_kind,
+    content_key,
+    content_reply,
+    message_images,
+)
+from fakeserver import FakeServer, RecordedRequest
 from mtmcs.engine.run import RunConfig, run_benchmark
 from mtmcs.engine.scheduler import RunSettings
 from mtmcs.errors import ConfigError
@@ -245,3 +251,36 @@ def test_inspect_eval_command_runs_the_registered_task(served: Served, tmp_path:
 def test_a_bad_task_argument_is_one_clear_error(arguments: dict[str, Any], named: str) -> None:
     with pytest.raises(ConfigError, match=named.replace("[", r"\[")):
         mtmcs_task(**arguments)
+
+
+def _blank_third_turn_without_image(request: RecordedRequest) -> str:
+    """`content_reply`, except a blank reply to the third turn of a text-only dialogue."""
+    messages = request.body["messages"]
+    users = sum(m["role"] == "user" for m in messages)
+    if call_kind(request) == "turn" and users == 3 and not any(map(message_images, messages)):
+        return "  \n"
+    return content_reply(request)
+
+
+def test_an_empty_reply_fails_its_sample_instead_of_being_scored(
+    fake_server: Callable[..., FakeServer], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    server = fake_server(_blank_third_turn_without_image)
+    service = f"mtmcs{next(SERVICES)}"
+    monkeypatch.setenv(f"{service.upper()}_BASE_URL", server.base_url)
+    monkeypatch.setenv(f"{service.upper()}_API_KEY", "test-key")
+    (log,) = inspect_eval(
+        mtmcs_task(dataset="sample", judge=f"openai-api/{service}/judge", limit=1),
+        model=f"openai-api/{service}/model-under-test",
+        max_retries=0,
+        fail_on_error=False,
+        log_dir=str(tmp_path / "logs"),
+        display="none",
+    )
+    assert log.samples is not None
+    failed = {str(s.id) for s in log.samples if s.error is not None}
+    scored = {str(s.id) for s in log.samples if s.error is None and s.scores}
+    assert failed and all("/unimodal/" in sample for sample in failed)
+    assert len(failed) == 4 and len(scored) == 4
+    assert all("empty completion" in s.error.message for s in log.samples if s.error)
+    assert not any("/unimodal/" in key for key in inspect_figures(log))

@@ -23,7 +23,7 @@ from typing import cast
 
 from inspect_ai import Task, task
 from inspect_ai.dataset import MemoryDataset, Sample
-from inspect_ai.model import Model, get_model
+from inspect_ai.model import Model, ModelOutput, get_model
 from inspect_ai.scorer import Score, Scorer, Target, scorer
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.util import collect, registry_info
@@ -120,6 +120,18 @@ def _sample(dialogue: Dialogue) -> Sample:
     )
 
 
+class EmptyReply(RuntimeError):
+    """A completion without text: its sample fails, as `mtmcs run` records a failed call."""
+
+
+def reply_text(output: ModelOutput) -> str:
+    """The completion's text; `EmptyReply` when it has none (whitespace only counts as none)."""
+    text = output.completion
+    if not text.strip():
+        raise EmptyReply(f"empty completion (stop_reason={output.stop_reason})")
+    return text
+
+
 @solver
 def play_dialogue(plan: Plan) -> Solver:
     """Play the three user turns, each with the model's own earlier replies as history and the
@@ -138,7 +150,7 @@ def play_dialogue(plan: Plan) -> Solver:
                 temperature=decoding.temperature,
                 reasoning_effort=decoding.reasoning_effort,
             )
-            replies.append(state.output.completion)
+            replies.append(reply_text(state.output))
         state.store.set(REPLIES, replies)
         return state
 
@@ -154,7 +166,7 @@ async def _answer(
     output = await model.generate(
         inspect_messages(messages, plan.image_url), config=generate_config(decoding)
     )
-    text = output.completion
+    text = reply_text(output)
     answer = parse_mcq(text, question.options) if question.kind == "mcq" else parse_tf(text)
     return QuestionOutcome(question, dialogue, text, answer)
 
@@ -164,7 +176,7 @@ async def _ask_judge(judge: Model, judged: JudgedDialogue, decoding: Decoding) -
     output = await judge.generate(
         inspect_messages(prompt.messages), config=generate_config(decoding)
     )
-    return output.completion
+    return reply_text(output)
 
 
 def _verdict(text: str, replies: tuple[str, ...]) -> Verdict | None:
