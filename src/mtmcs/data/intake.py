@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from mtmcs.data.records import RawImage, prepare_image
 from mtmcs.errors import DataError, Problem
@@ -26,6 +26,10 @@ from mtmcs.errors import DataError, Problem
 T = TypeVar("T")
 ImageRef = Callable[[], bytes]
 """Reads an image's bytes (`DataError` when they can no longer be read)."""
+
+ImageRecord = tuple[dict[str, Any], list[RawImage], list[ImageRef]]
+"""A record, its images as read (bytes; a reason; `None`: read through its ref when checked)
+and how to read each image's bytes."""
 
 
 class Spool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -12,7 +11,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mtmcs.data.intake import DeferredChecks, ImageIntake, ImageRef, Where
+from mtmcs.data.arrow_images import ArrowFiles, mapped_records
+from mtmcs.data.intake import DeferredChecks, ImageIntake, ImageRecord, ImageRef, Where
 from mtmcs.data.paths import MAX_IMAGE_BYTES, dataset_file, megabytes, read_capped, regular_file
 from mtmcs.data.records import RawImage, duplicate_problems, parse_record
 from mtmcs.data.validated import FileDigests, fingerprint, is_validated, record_validated
@@ -66,11 +66,6 @@ class LoadOptions:
     (`Benchmark.pending`), rather than before; text, paths and sizes are checked at once."""
 
 
-ImageRecord = tuple[dict[str, Any], list[RawImage], list[ImageRef]]
-"""A record, its images as read (bytes; a reason; `None`: read through its ref when checked)
-and how to read each image's bytes."""
-
-
 CHECK_BATCH = 32
 
 
@@ -115,121 +110,6 @@ def _check(
     return rows, images, problems
 
 
-class ArrowFiles:
-    """Image bytes inside a dataset's Arrow files, read by offset (`pread`) when needed.
-
-    The files are memory-mapped only to find where each image lies: its pages are never
-    touched, so they never count in the process's memory.
-    """
-
-    def __init__(self) -> None:
-        self._descriptors: dict[str, int] = {}
-
-    def ref(self, filename: str, offset: int, length: int) -> ImageRef:
-        """How to read `length` bytes at `offset` of `filename`."""
-        descriptor = self._descriptors.get(filename)
-        if descriptor is None:
-            descriptor = self._descriptors[filename] = os.open(filename, os.O_RDONLY)
-        return partial(_pread, filename, descriptor, offset, length)
-
-
-def _pread(filename: str, descriptor: int, offset: int, length: int) -> bytes:
-    data = os.pread(descriptor, length, offset)
-    if len(data) != length:
-        raise DataError([Problem(filename, "", None, "", "image bytes cut short (file changed?)")])
-    return data
-
-
-Span = tuple[int, int] | None
-"""Where an image's bytes lie in a mapped file (offset, length); `None`: no bytes."""
-
-
-def _spans(images: Any, base: int, size: int) -> list[Span] | None:
-    """The span of each value of an Arrow `struct<bytes, path>` array in a file mapped at
-    `base`, or `None` when its bytes are not in the mapping (compressed files)."""
-    import numpy as np
-    import pyarrow as pa
-
-    child = images.field("bytes")
-    kind = np.int64 if pa.types.is_large_binary(child.type) else np.int32
-    _, offsets_buffer, data = child.buffers()
-    if data is None or not base <= data.address <= base + size:
-        return None
-    start = data.address - base
-    first = images.offset + child.offset
-    offsets = np.frombuffer(offsets_buffer, dtype=kind)[first : first + len(images) + 1]
-    valid = (
-        images.is_valid().to_numpy(zero_copy_only=False)
-        & child.is_valid().slice(images.offset).to_numpy(zero_copy_only=False)[: len(images)]
-    )
-    return [
-        (start + int(low), int(high - low)) if ok and high > low else None
-        for low, high, ok in zip(offsets[:-1], offsets[1:], valid, strict=True)
-    ]
-
-
-def _image_span(span: Span, cap: int) -> str | None:
-    """Why an image of this span is refused before it is read, or `None`."""
-    if span is None:
-        return "no image bytes"
-    if span[1] > cap:
-        return f"image is {megabytes(span[1])}, over the {megabytes(cap)} cap"
-    return None
-
-
-def _mapped_records(
-    filename: str, columns: list[str], options: LoadOptions, files: ArrowFiles
-) -> Iterator[ImageRecord] | None:
-    """Records of one Arrow file with their images as spans of the file, or `None` when
-    the file's image bytes cannot be located (then they are read the plain way)."""
-    import pyarrow as pa
-
-    with pa.memory_map(filename) as mapped:
-        base = mapped.read_buffer(1).address if mapped.size() else 0
-        mapped.seek(0)
-        batches = list(pa.ipc.open_stream(mapped))
-        located: list[tuple[Any, list[Span], list[list[Span]] | None]] = []
-        for batch in batches:
-            spans = _spans(batch.column("image"), base, mapped.size())
-            variants = None
-            if options.variants:
-                listed = batch.column("variant_images")
-                flat = _spans(listed.values, base, mapped.size())
-                if flat is None:
-                    return None
-                bounds = listed.offsets.to_pylist()
-                variants = [flat[low:high] for low, high in itertools.pairwise(bounds)]
-            if spans is None:
-                return None
-            located.append((batch.select(columns).to_pylist(), spans, variants))
-    return _records_from_spans(filename, located, options, files)
-
-
-def _records_from_spans(
-    filename: str,
-    located: list[tuple[Any, list[Span], list[list[Span]] | None]],
-    options: LoadOptions,
-    files: ArrowFiles,
-) -> Iterator[ImageRecord]:
-    cap = options.max_image_bytes
-    for records, spans, variants in located:
-        for index, record in enumerate(records):
-            fields = [("image", spans[index])]
-            if variants is not None:
-                if not variants[index]:
-                    fields.append(("variant_images", None))
-                fields += [(f"variant_images[{k}]", s) for k, s in enumerate(variants[index])]
-            images: list[RawImage] = []
-            refs: list[ImageRef] = []
-            for name, span in fields:
-                reason = _image_span(span, cap)
-                if name == "variant_images":
-                    reason = "no variant images (--variants)"
-                images.append(RawImage(name, reason))
-                refs.append(partial(bytes) if span is None else files.ref(filename, *span))
-            yield record, images, refs
-
-
 def _image_data(value: object, cap: int) -> bytes | str:
     """An image's bytes from an Arrow image column; a path without bytes is never opened."""
     if isinstance(value, Mapping) and isinstance(value.get("bytes"), bytes) and value["bytes"]:
@@ -253,7 +133,8 @@ def _dataset_records(
     the dataset's Arrow files by offset, or, for a dataset held in memory, from its rows."""
     columns = [c for c in dataset.column_names if c not in ("image", "variant_images")]
     mapped = [
-        _mapped_records(entry["filename"], columns, options, files) for entry in dataset.cache_files
+        mapped_records(entry["filename"], columns, options.variants, options.max_image_bytes, files)
+        for entry in dataset.cache_files
     ]
     if mapped and all(records is not None for records in mapped):
         for records in mapped:
