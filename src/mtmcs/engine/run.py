@@ -50,6 +50,7 @@ from mtmcs.protocol.dialogues import expand_row
 from mtmcs.protocol.judge import DEFAULT_JUDGE
 from mtmcs.protocol.rubrics import RUBRICS
 from mtmcs.protocol.types import MODALITIES, SPLITS, Dialogue, Modality, Row, Split
+from mtmcs.scoring.judge_inputs import RubricSource
 from mtmcs.scoring.metrics import compute_metrics
 from mtmcs.scoring.records import dialogue_records
 from mtmcs.scoring.rundir import RunDir
@@ -68,7 +69,6 @@ from mtmcs.scoring.runfiles import (
 if TYPE_CHECKING:
     from mtmcs.models.guided import Guidance
 
-RubricSource = Literal["ours", "authors"]
 RUBRIC_SOURCES: tuple[RubricSource, ...] = ("ours", "authors")
 
 
