@@ -20,7 +20,7 @@ from mtmcs.engine.judging import judge_dialogue
 from mtmcs.errors import ProviderError
 from mtmcs.models.base import ChatRequest
 from mtmcs.models.images import ImageEncoder
-from mtmcs.models.judges import JudgedDialogue
+from mtmcs.models.judges import judged_dialogue
 from mtmcs.protocol.messages import ImageOrder, ImagePlacement, turn_messages
 from mtmcs.protocol.parsing import parse_mcq, parse_tf
 from mtmcs.protocol.prompts import (
@@ -250,19 +250,8 @@ class Scheduler:
         self.outcome.questions.append(outcome)
 
     async def _judge(self, dialogue: Dialogue, replies: tuple[str, ...]) -> None:
-        caption = None
-        if dialogue.modality == "multimodal" and self._captions is not None:
-            caption = self._captions[dialogue.row_id]
         rubric = rubric_for(dialogue.split, dialogue.modality, dialogue.intent, self._rubrics)
-        judged = JudgedDialogue(
-            dialogue.split,
-            dialogue.modality,
-            dialogue.intent,
-            tuple(dialogue.turns),
-            replies,
-            caption,
-            rubric,
-        )
+        judged = judged_dialogue(dialogue, replies, self._captions, rubric)
         result = await judge_dialogue(
             self._callers["judge"],
             f"{dialogue.id}/judge/{rubric.key}",

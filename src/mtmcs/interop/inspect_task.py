@@ -36,7 +36,7 @@ from mtmcs.errors import ConfigError
 from mtmcs.interop.inspect_messages import generate_config, inspect_messages
 from mtmcs.interop.inspect_scores import cell_metrics, dialogue_score, sample_metadata
 from mtmcs.models.images import ImageEncoder
-from mtmcs.models.judges import JudgedDialogue, verdict_request
+from mtmcs.models.judges import JudgedDialogue, judged_dialogue, verdict_request
 from mtmcs.models.registry import is_heuristic_judge, is_reasoning_model
 from mtmcs.protocol.dialogues import expand_row
 from mtmcs.protocol.judge import DEFAULT_JUDGE, Verdict, mask_verdicts
@@ -207,18 +207,8 @@ def mtmcs_scorer(plan: Plan) -> Scorer:
         dialogue = plan.dialogues[str(state.sample_id)]
         replies = tuple(cast(list[str], state.store.get(REPLIES, [])))
         model, judge = get_model(), get_model(role="judge", default=plan.judge)
-        caption = None
-        if dialogue.modality == "multimodal" and plan.captions is not None:
-            caption = plan.captions[dialogue.row_id]
-        judged = JudgedDialogue(
-            dialogue.split,
-            dialogue.modality,
-            dialogue.intent,
-            tuple(dialogue.turns),
-            replies,
-            caption,
-            rubric_for(dialogue.split, dialogue.modality, dialogue.intent),
-        )
+        rubric = rubric_for(dialogue.split, dialogue.modality, dialogue.intent)
+        judged = judged_dialogue(dialogue, replies, plan.captions, rubric)
         decoding = judge_decoding(reasoning=_reasoning(str(judge)))
         questions = [_answer(model, plan, dialogue, q, replies) for q in dialogue.questions]
         done = await collect(judge_verdict(judge, judged, decoding), *questions)

@@ -10,6 +10,7 @@ store keys. `LLMJudge` sends the prompt to a `ChatModel`; the keyword heuristic
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -17,6 +18,7 @@ from mtmcs.models.base import ChatModel, ChatRequest, Completion
 from mtmcs.protocol.judge import judge_messages
 from mtmcs.protocol.prompts import Decoding
 from mtmcs.protocol.rubrics import Rubric
+from mtmcs.protocol.types import Dialogue
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,28 @@ class JudgedDialogue:
     replies: tuple[str, ...]
     caption: str | None = None
     rubric: Rubric | None = None
+
+
+def judged_dialogue(
+    dialogue: Dialogue,
+    replies: tuple[str, ...],
+    captions: Mapping[int, str] | None,
+    rubric: Rubric,
+) -> JudgedDialogue:
+    """`dialogue` with its `replies` as a judge reads it, under `rubric`: a multimodal
+    dialogue's image as its row's caption (when `captions` are given)."""
+    caption = None
+    if dialogue.modality == "multimodal" and captions is not None:
+        caption = captions[dialogue.row_id]
+    return JudgedDialogue(
+        dialogue.split,
+        dialogue.modality,
+        dialogue.intent,
+        tuple(dialogue.turns),
+        replies,
+        caption,
+        rubric,
+    )
 
 
 @dataclass(frozen=True, slots=True)
