@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
 
 from mtmcs import __version__
 from mtmcs.engine.calls import CallCounts as EngineCallCounts
@@ -38,11 +37,11 @@ from mtmcs.models.registry import (
 )
 from mtmcs.models.transport import MAX_REPLY_BYTES
 from mtmcs.protocol.rubrics import Rubric
-from mtmcs.protocol.types import Dialogue, Question
+from mtmcs.protocol.types import Dialogue
 from mtmcs.scoring.judge_inputs import RubricSource, rubrics_label, run_captions, run_rubrics
 from mtmcs.scoring.metrics import compute_metrics
-from mtmcs.scoring.outcomes import DialogueOutcome, QuestionOutcome
-from mtmcs.scoring.records import dialogue_records
+from mtmcs.scoring.outcomes import DialogueOutcome
+from mtmcs.scoring.records import dialogue_records, record_answers, record_dialogue
 from mtmcs.scoring.rundir import RunDir
 from mtmcs.scoring.runfiles import (
     CallCounts,
@@ -90,36 +89,14 @@ class RejudgeResult:
         return self.outcome.counts["judge"].failed == 0
 
 
-def record_dialogue(record: DialogueRecord, source: str) -> Dialogue:
+def _source_dialogue(record: DialogueRecord, source: str) -> Dialogue:
     """The dialogue a record was written from (its image is not needed: the judge reads
     the caption)."""
     if record.row_id is None:
         raise DataError(
             [Problem(source, record.split, None, "row_id", f"dialogue {record.id} has no row id")]
         )
-    return Dialogue(
-        id=record.id,
-        pair_id=record.pair_id,
-        split=record.split,
-        row_id=record.row_id,
-        modality=record.modality,
-        intent=record.intent,
-        turns=cast(tuple[str, str, str], record.turns),
-        image_id=None,
-        questions=tuple(
-            Question(q.id, q.kind, q.text, q.options, q.ground_truth) for q in record.questions
-        ),
-        image_variant=record.image_variant,
-        unsafe_intent=record.unsafe_intent,
-    )
-
-
-def question_outcomes(record: DialogueRecord, dialogue: Dialogue) -> list[QuestionOutcome]:
-    """The source run's answers to a dialogue's questions, as it scored them."""
-    return [
-        QuestionOutcome(question, dialogue, q.raw, q.answer, error=q.error)
-        for question, q in zip(dialogue.questions, record.questions, strict=True)
-    ]
+    return record_dialogue(record, record.row_id)
 
 
 def _judge_all(
@@ -235,7 +212,7 @@ def rejudge(config: RejudgeConfig, on_call: Callable[[], None] | None = None) ->
         raise UsageError(f"--out {config.out} is the source run: rejudge into a new directory")
     summary = source.read_summary()
     records = source.read_dialogues()
-    dialogues = [record_dialogue(r, str(source.dialogues_path)) for r in records]
+    dialogues = [_source_dialogue(r, str(source.dialogues_path)) for r in records]
     finished = [(d, r.replies) for d, r in zip(dialogues, records, strict=True) if r.error is None]
     captions = None
     multimodal = sorted({d.row_id for d, _ in finished if d.modality == "multimodal"})
@@ -253,7 +230,7 @@ def rejudge(config: RejudgeConfig, on_call: Callable[[], None] | None = None) ->
         if r.error is not None
     ]
     outcome.questions = [
-        q for d, r in zip(dialogues, records, strict=True) for q in question_outcomes(r, d)
+        q for d, r in zip(dialogues, records, strict=True) for q in record_answers(r, d)
     ]
     metadata = rejudged_metadata(
         summary,

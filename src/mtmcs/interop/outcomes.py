@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 
 from mtmcs.protocol.judge import Verdict
-from mtmcs.protocol.types import MODALITIES, SPLITS, Dialogue, Question
+from mtmcs.protocol.types import MODALITIES, SPLITS
 from mtmcs.scoring.metrics import Stat, compute_metrics
 from mtmcs.scoring.outcomes import DialogueOutcome, QuestionOutcome
+from mtmcs.scoring.records import record_answers, record_dialogue
 from mtmcs.scoring.runfiles import DialogueRecord
 
 
@@ -20,23 +21,7 @@ def record_outcomes(
     record: DialogueRecord,
 ) -> tuple[DialogueOutcome, tuple[QuestionOutcome, ...]]:
     """The dialogue outcome and question outcomes a record was written from (no image)."""
-    questions = tuple(
-        Question(q.id, q.kind, q.text, tuple(q.options), q.ground_truth) for q in record.questions
-    )
-    r1, r2, r3 = record.turns
-    dialogue = Dialogue(
-        id=record.id,
-        pair_id=record.pair_id,
-        split=record.split,
-        row_id=record.row_id if record.row_id is not None else -1,
-        modality=record.modality,
-        intent=record.intent,
-        turns=(r1, r2, r3),
-        image_id=None,
-        questions=questions,
-        image_variant=record.image_variant,
-        unsafe_intent=record.unsafe_intent,
-    )
+    dialogue = record_dialogue(record, record.row_id if record.row_id is not None else -1)
     judge = record.judge
     verdict = None if judge.score is None else Verdict(judge.score, judge.explanation or "")
     outcome = DialogueOutcome(
@@ -48,11 +33,7 @@ def record_outcomes(
         judge_error=judge.error,
         masked_raw=judge.masked_raw,
     )
-    answered = tuple(
-        QuestionOutcome(question, dialogue, q.raw, q.answer, error=q.error)
-        for question, q in zip(questions, record.questions, strict=True)
-    )
-    return outcome, answered
+    return outcome, tuple(record_answers(record, dialogue))
 
 
 def record_figures(records: Sequence[DialogueRecord]) -> dict[str, dict[str, dict[str, Stat]]]:

@@ -9,11 +9,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mtmcs.protocol.types import Dialogue, Question
 from mtmcs.scoring.outcomes import DialogueOutcome, QuestionOutcome
 from mtmcs.scoring.rundir import DIALOGUES_FILE, RunDir
 from mtmcs.scoring.runfiles import DialogueRecord, JudgeRecord, QuestionRecord
 
-__all__ = ["DIALOGUES_FILE", "dialogue_records", "read_dialogue_records", "record_cell"]
+__all__ = [
+    "DIALOGUES_FILE",
+    "dialogue_records",
+    "read_dialogue_records",
+    "record_answers",
+    "record_cell",
+    "record_dialogue",
+]
 
 
 def dialogue_records(
@@ -59,6 +67,37 @@ def dialogue_records(
                 for q in sorted(by_dialogue[d.id], key=lambda q: q.question.id)
             ),
         )
+
+
+def record_dialogue(record: DialogueRecord, row_id: int) -> Dialogue:
+    """The dialogue `record` was written from, without its image, as row `row_id` (the
+    record's own; the caller decides what stands in for a record written without one)."""
+    r1, r2, r3 = record.turns
+    return Dialogue(
+        id=record.id,
+        pair_id=record.pair_id,
+        split=record.split,
+        row_id=row_id,
+        modality=record.modality,
+        intent=record.intent,
+        turns=(r1, r2, r3),
+        image_id=None,
+        questions=tuple(
+            Question(q.id, q.kind, q.text, tuple(q.options), q.ground_truth)
+            for q in record.questions
+        ),
+        image_variant=record.image_variant,
+        unsafe_intent=record.unsafe_intent,
+    )
+
+
+def record_answers(record: DialogueRecord, dialogue: Dialogue) -> list[QuestionOutcome]:
+    """The answers `record` holds to `dialogue`'s questions (`record_dialogue` of it), as
+    the run scored them."""
+    return [
+        QuestionOutcome(question, dialogue, q.raw, q.answer, error=q.error)
+        for question, q in zip(dialogue.questions, record.questions, strict=True)
+    ]
 
 
 def record_cell(record: Mapping[str, Any]) -> str:
