@@ -13,6 +13,7 @@ from rich.table import Table
 from mtmcs.cli.console import console
 from mtmcs.cli.options import writable_dir
 from mtmcs.files import write_json
+from mtmcs.report.agreement import figure_text
 from mtmcs.scoring.agreement import (
     CATEGORIES,
     RESAMPLES,
@@ -30,14 +31,7 @@ AGREEMENT_FILE = "agreement.json"
 
 def _figure(estimate: Estimate, percent: bool = False) -> str:
     """A figure and, below it, its interval."""
-    if estimate.value is None:
-        return "–"
-    scale, digits = (100, 0) if percent else (1, 2)
-    text = f"{scale * estimate.value:.{digits}f}"
-    if estimate.ci95 is not None:
-        lo, hi = estimate.ci95
-        text += f"\n[{scale * lo:.{digits}f}, {scale * hi:.{digits}f}]"
-    return text
+    return figure_text(estimate, percent, separator="\n")
 
 
 def rater_letters(raters: Sequence[str]) -> dict[str, str]:

@@ -31,13 +31,15 @@ def answer_groups(records: Sequence[RunRecords]) -> list[list[RunRecords]]:
     return [group for group in groups.values() if len(group) > 1]
 
 
-def _figure(estimate: Estimate, percent: bool = False) -> str:
+def figure_text(estimate: Estimate, percent: bool = False, separator: str = " ") -> str:
+    """A figure (a share in % when `percent`) and its interval after `separator`."""
     if estimate.value is None:
         return "–"
     scale, digits = (100, 0) if percent else (1, 2)
     text = f"{scale * estimate.value:.{digits}f}"
     if estimate.ci95 is not None:
-        text += f" [{scale * estimate.ci95[0]:.{digits}f}, {scale * estimate.ci95[1]:.{digits}f}]"
+        lo, hi = estimate.ci95
+        text += f"{separator}[{scale * lo:.{digits}f}, {scale * hi:.{digits}f}]"
     return text
 
 
@@ -64,11 +66,11 @@ def _rows(cells: Sequence[CellAgreement]) -> list[list[str]]:
             "pooled" if cell.split == POOLED else f"{cell.split} {cell.cell}",
             f"{pair.a} vs {pair.b}",
             str(pair.n),
-            _figure(pair.kappa),
-            _figure(pair.rho),
-            _figure(pair.exact, True),
-            _figure(pair.within_one, True),
-            _figure(cell.alpha),
+            figure_text(pair.kappa),
+            figure_text(pair.rho),
+            figure_text(pair.exact, True),
+            figure_text(pair.within_one, True),
+            figure_text(cell.alpha),
         ]
         for cell in cells
         for pair in cell.pairs
