@@ -4,6 +4,7 @@ saying what it was rejudged from."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from statistics import mean
@@ -103,3 +104,23 @@ def test_the_command_rejudges_and_refuses_to_overwrite_its_source(
     same = invoke("rejudge", str(source), "--out", str(source), *args)
     assert same.returncode == 2
     assert "is the source run" in same.stderr
+
+
+def test_a_record_without_three_turns_is_refused_naming_it(
+    server: FakeServer, source: Path, tmp_path: Path
+) -> None:
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for name in ("summary.json", "dialogues.jsonl"):
+        (damaged / name).write_bytes((source / name).read_bytes())
+    lines = records(damaged)
+    lines[1]["turns"] = lines[1]["turns"][:2]
+    text = "".join(json.dumps(r) + "\n" for r in lines)
+    (damaged / "dialogues.jsonl").write_text(text)
+    summary = json.loads((damaged / "summary.json").read_text())  # stamped as written together
+    summary["dialogues_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    (damaged / "summary.json").write_text(json.dumps(summary))
+    done = invoke("rejudge", str(damaged), "--out", str(tmp_path / "out"), "--judge", JUDGE_B)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "turns" in done.stderr and lines[1]["id"] in done.stderr

@@ -96,6 +96,9 @@ def _source_dialogue(record: DialogueRecord, source: str) -> Dialogue:
         raise DataError(
             [Problem(source, record.split, None, "row_id", f"dialogue {record.id} has no row id")]
         )
+    if len(record.turns) != 3:
+        problem = f"dialogue {record.id} has {len(record.turns)} user turns, not 3"
+        raise DataError([Problem(source, record.split, record.row_id, "turns", problem)])
     return record_dialogue(record, record.row_id)
 
 
