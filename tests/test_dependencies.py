@@ -16,9 +16,11 @@ SOURCE = ROOT / "src" / "mtmcs"
 BASE = ""
 PROVIDERS: dict[str, tuple[str, str]] = {
     # import name: (distribution, where it is declared: BASE or the name of the extra)
+    "aiohttp": ("aiohttp", BASE),
     "anthropic": ("anthropic", BASE),
     "datasets": ("datasets", BASE),
     "httpx2": ("httpx2", BASE),
+    "httpx_aiohttp": ("httpx-aiohttp", BASE),
     "numpy": ("numpy", BASE),
     "openai": ("openai", BASE),
     "PIL": ("pillow", BASE),

@@ -91,7 +91,7 @@ def test_the_body_is_read_only_up_to_the_cap() -> None:
         return httpx2.Response(200, stream=Endless())
 
     transport = DeadlineTransport(5.0, max_reply_bytes=MAX_REPLY_BYTES)
-    transport._pools = [httpx2.MockTransport(handler)]  # type: ignore[list-item]
+    transport._inner = httpx2.MockTransport(handler)  # type: ignore[assignment]
 
     async def send() -> None:
         request = httpx2.Request("POST", "http://test/v1/chat/completions")

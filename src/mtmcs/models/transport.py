@@ -9,17 +9,15 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpx2
+from httpx_aiohttp.httpx2 import AiohttpTransport
 
 from mtmcs.errors import ProviderError
 from mtmcs.models.base import CallFailed
 
 RateLimitHook = Callable[[float | None], None]
 """Told about every 429 response (retried ones included), with the attempt's start time."""
-
-POOL_SIZE = 32
-"""Connections per httpx pool: httpx scans its whole pool on every request, so many
-connections are split over several small pools rather than kept in one big one."""
 
 MAX_REPLY_BYTES = 1_000_000
 """Default cap on a response body (1 MB): generous for 128-token turns, small enough that
@@ -64,35 +62,32 @@ class CappedStream(httpx2.AsyncByteStream):
 
 
 class DeadlineTransport(httpx2.AsyncBaseTransport):
-    """Bounds each attempt's whole response in time and size, and spreads requests over
-    small pools.
+    """Sends the SDKs' requests over aiohttp, and bounds each attempt's whole response in
+    time and size.
 
-    The SDKs' timeouts apply per read, so a server that drips bytes would hold a call for
-    ever; past the deadline the attempt ends as a read timeout, which the SDK retries like
-    any other timeout. A body longer than `max_reply_bytes` ends the attempt with
-    `ReplyTooLarge` while it is read (the connection is closed, the rest never read). Each
-    request goes to the pool with the fewest requests in flight.
+    aiohttp (the SDKs' own optional transport, `httpx_aiohttp`) costs about a third of
+    httpx's CPU per call at high concurrency (docs/performance.md). The SDKs' timeouts apply
+    per read, so a server that drips bytes would hold a call for ever; past the deadline the
+    attempt ends as a read timeout, which the SDK retries like any other timeout. A body
+    longer than `max_reply_bytes` ends the attempt with `ReplyTooLarge` while it is read
+    (the connection is closed, the rest never read). aiohttp's failures reach the SDK as the
+    httpx errors they are (`httpx_error`).
     """
 
     def __init__(
         self,
         seconds: float,
-        connections: int = POOL_SIZE,
+        connections: int = 32,
         max_reply_bytes: int = MAX_REPLY_BYTES,
     ) -> None:
         self.seconds = seconds
         self.max_reply_bytes = max_reply_bytes
-        count = max(1, -(-connections // POOL_SIZE))
-        limits = httpx2.Limits(max_connections=None, max_keepalive_connections=POOL_SIZE)
-        self._pools = [httpx2.AsyncHTTPTransport(limits=limits) for _ in range(count)]
-        self._in_flight = [0] * count
+        self._inner = AiohttpTransport(limits=httpx2.Limits(max_connections=connections))
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        index = min(range(len(self._pools)), key=self._in_flight.__getitem__)
-        self._in_flight[index] += 1
         try:
             async with asyncio.timeout(self.seconds):
-                response = await self._pools[index].handle_async_request(request)
+                response = await self._inner.handle_async_request(request)
                 if isinstance(response.stream, httpx2.AsyncByteStream):  # always, here
                     response.stream = CappedStream(response.stream, self.max_reply_bytes)
                 try:
@@ -104,13 +99,30 @@ class DeadlineTransport(httpx2.AsyncBaseTransport):
             raise httpx2.ReadTimeout(
                 f"no complete response within {self.seconds:g} s", request=request
             ) from error
-        finally:
-            self._in_flight[index] -= 1
+        except (httpx2.TransportError, aiohttp.ClientError) as error:
+            raise httpx_error(error, request) from error
         return response
 
     async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
+        await self._inner.aclose()
+
+
+def httpx_error(error: Exception, request: httpx2.Request) -> Exception:
+    """The httpx error an aiohttp failure is: a refused connection a `ConnectError`, a
+    server that hung up or broke HTTP a `RemoteProtocolError`, a timeout a timeout
+    (`httpx_aiohttp` maps any failed connection to a connect timeout, and lets HTTP
+    errors through)."""
+    cause = error.__cause__ if isinstance(error, httpx2.TransportError) else error
+    if not isinstance(cause, aiohttp.ClientError) or isinstance(cause, TimeoutError):
+        return error
+    message = str(cause) or type(cause).__name__
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        return httpx2.ConnectError(message, request=request)
+    if isinstance(cause, aiohttp.ClientPayloadError):
+        return httpx2.ReadError(message, request=request)
+    if isinstance(cause, aiohttp.ClientConnectionError | aiohttp.ClientResponseError):
+        return httpx2.RemoteProtocolError(message, request=request)
+    return error
 
 
 def client_options(
