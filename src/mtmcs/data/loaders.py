@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -11,7 +12,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mtmcs.data.arrow_images import ArrowFiles, mapped_records
+from mtmcs.data.arrow_images import ArrowFiles, arrow_columns, mapped_records
+from mtmcs.data.converted import known_conversion, remember_conversion
 from mtmcs.data.intake import DeferredChecks, ImageIntake, ImageRecord, ImageRef, Where
 from mtmcs.data.paths import MAX_IMAGE_BYTES, dataset_file, megabytes, read_capped, regular_file
 from mtmcs.data.records import RawImage, duplicate_problems, parse_record
@@ -47,6 +49,10 @@ class Benchmark:
     pending: DeferredChecks | None = field(default=None, repr=False)
     """Image checks still running (`LoadOptions.defer_checks`): a run awaits an image's
     before sending it and reports their problems when it ends."""
+    sources: tuple[Path, ...] | None = field(default=None, repr=False)
+    """Every file the rows and images were read from and every directory listed to find
+    them (`None` where they are not all known: a hub dataset, one held in memory): a finished
+    run is up to date while none of them changed (`mtmcs.engine.finished`)."""
 
     def image_bytes(self, image_id: str) -> bytes:
         """The encoded bytes of an image, read on demand."""
@@ -126,19 +132,31 @@ def _dataset_rows(dataset: Any, columns: list[str]) -> Iterator[dict[str, Any]]:
         yield from table.to_pylist()
 
 
+def _text_columns(columns: Iterable[str]) -> list[str]:
+    return [c for c in columns if c not in ("image", "variant_images")]
+
+
+def _mapped(
+    filenames: Sequence[str], columns: list[str], options: LoadOptions, files: ArrowFiles
+) -> Iterator[ImageRecord] | None:
+    """Records of Arrow files with their images located in the files (`mapped_records`);
+    `None` when some file's images cannot be located."""
+    cap = options.max_image_bytes
+    mapped = [mapped_records(name, columns, options.variants, cap, files) for name in filenames]
+    if not mapped or any(records is None for records in mapped):
+        return None
+    return itertools.chain.from_iterable(records or () for records in mapped)
+
+
 def _dataset_records(
     dataset: Any, options: LoadOptions, files: ArrowFiles
 ) -> Iterator[ImageRecord]:
     """Records with their images, which are read only where they are checked or sent: from
     the dataset's Arrow files by offset, or, for a dataset held in memory, from its rows."""
-    columns = [c for c in dataset.column_names if c not in ("image", "variant_images")]
-    mapped = [
-        mapped_records(entry["filename"], columns, options.variants, options.max_image_bytes, files)
-        for entry in dataset.cache_files
-    ]
-    if mapped and all(records is not None for records in mapped):
-        for records in mapped:
-            yield from records or ()
+    columns = _text_columns(dataset.column_names)
+    filenames = [entry["filename"] for entry in dataset.cache_files]
+    if (mapped := _mapped(filenames, columns, options, files)) is not None:
+        yield from mapped
         return
     wanted = columns + ["image"] + (["variant_images"] if options.variants else [])
     cap = options.max_image_bytes
@@ -254,6 +272,7 @@ def _finish(
     parts: list[tuple[list[Row], dict[str, ImageRef], list[Problem]]],
     checks: _Checks,
     captions_path: Path | None = None,
+    sources: Sequence[Path] | None = None,
 ) -> Benchmark:
     problems = [problem for _, _, found in parts for problem in found]
     checks.close(passed=not problems)
@@ -262,7 +281,16 @@ def _finish(
         raise DataError(problems)
     rows = tuple(row for found, _, _ in parts for row in found)
     images = {key: ref for _, refs, _ in parts for key, ref in refs.items()}
-    return Benchmark(name, revision, rows, images, captions_path, checks.decoded, checks.deferred)
+    return Benchmark(
+        name,
+        revision,
+        rows,
+        images,
+        captions_path,
+        checks.decoded,
+        checks.deferred,
+        None if sources is None else tuple(dict.fromkeys(sources)),
+    )
 
 
 def _arrow_paths(dataset: Any) -> list[Path]:
@@ -279,6 +307,19 @@ def _check_dataset(
     return _check(records, split, source, intake)
 
 
+def _check_converted(
+    arrow: Sequence[Path], split: Split, source: str, checks: _Checks
+) -> tuple[list[Row], dict[str, ImageRef], list[Problem]] | None:
+    """One split read straight from the Arrow files `datasets` made of it before
+    (`mtmcs.data.converted`); `None` when their images cannot be located there."""
+    filenames = [str(path) for path in arrow]
+    columns = _text_columns(arrow_columns(filenames[0]))
+    records = _mapped(filenames, columns, checks.options, checks.files)
+    if records is None:
+        return None
+    return _check(records, split, source, checks.intake_for(arrow, split, "arrow"))
+
+
 def load_official(
     splits: Iterable[Split] = SPLITS,
     revision: str | None = None,
@@ -293,6 +334,9 @@ def load_official(
 
     parts = []
     checks = _Checks(options)
+    # A hub commit never changes; a branch, or a local snapshot, may.
+    pinned = repo == OFFICIAL_DATASET and re.fullmatch("[0-9a-f]{40}", revision or "")
+    sources: list[Path] | None = [] if pinned else None
     for split in splits:
         try:
             dataset = datasets.load_dataset(repo, split=split, revision=revision)
@@ -304,7 +348,9 @@ def load_official(
                 "hub dataset: offline, try --dataset sample (bundled)"
             ) from error
         parts.append(_check_dataset(dataset, split, f"{repo}:{split}", checks))
-    return _finish(repo, revision, parts, checks)
+        arrow = _arrow_paths(dataset)
+        sources = sources + arrow if sources is not None and arrow else None
+    return _finish(repo, revision, parts, checks, sources=sources)
 
 
 def _parquet_problems(path: Path, split: Split) -> list[Problem]:
@@ -329,9 +375,8 @@ def load_parquet_dir(
     name: str | None = None,
     options: LoadOptions = LoadOptions(),
 ) -> Benchmark:
-    """A local directory in the official layout: `data/type_a-*.parquet`, `data/type_b-*…`."""
-    datasets = _quiet_datasets()
-
+    """A local directory in the official layout: `data/type_a-*.parquet`, `data/type_b-*…`;
+    parquet files `datasets` converted before are read from its conversion, without it."""
     files = {split: sorted((directory / "data").glob(f"{split}-*.parquet")) for split in splits}
     problems = [
         Problem(str(directory / "data"), split, None, "", f"no {split}-*.parquet file")
@@ -348,20 +393,31 @@ def load_parquet_dir(
         raise DataError(problems)
     parts = []
     checks = _Checks(options)
+    sources: list[Path] | None = [directory, directory / "data"]
     for split, found in files.items():
         source = ", ".join(str(path) for path in found)
-        try:
-            dataset = datasets.load_dataset(
-                "parquet", data_files={split: [str(path) for path in found]}, split=split
-            )
-        except Exception as error:
-            checks.close(passed=False)
-            raise DataError([Problem(source, split, None, "", f"cannot load: {error}")]) from error
-        parts.append(_check_dataset(dataset, split, source, checks))
+        arrow = known_conversion(found, split)
+        part = None if arrow is None else _check_converted(arrow, split, source, checks)
+        if part is None:
+            try:
+                dataset = _quiet_datasets().load_dataset(
+                    "parquet", data_files={split: [str(path) for path in found]}, split=split
+                )
+            except Exception as error:
+                checks.close(passed=False)
+                raise DataError(
+                    [Problem(source, split, None, "", f"cannot load: {error}")]
+                ) from error
+            arrow = _arrow_paths(dataset)
+            remember_conversion(found, split, arrow)
+            part = _check_dataset(dataset, split, source, checks)
+        parts.append(part)
+        sources = sources + found + arrow if sources is not None and arrow else None
     captions = directory / "captions.json"
-    return _finish(
-        name or str(directory), None, parts, checks, captions if captions.is_file() else None
-    )
+    captions_path = captions if captions.is_file() else None
+    if sources is not None and captions_path is not None:
+        sources.append(captions_path)
+    return _finish(name or str(directory), None, parts, checks, captions_path, sources)
 
 
 def _jsonl_records(
@@ -443,6 +499,7 @@ def load_jsonl_dir(
     """`type_a.jsonl` / `type_b.jsonl` with image paths relative to the directory."""
     parts = []
     checks = _Checks(options)
+    sources = [directory]
     for split in splits:
         path = directory / f"{split}.jsonl"
         if not path.is_file():
@@ -451,6 +508,7 @@ def load_jsonl_dir(
         problems: list[Problem] = []
         listed = list(_jsonl_records(path, directory, split, problems, options))
         files = [path, *(file for _, named in listed for file, _ in named)]
+        sources += files
         intake = checks.intake_for(files, split, "jsonl") if not problems else checks.uncached()
         cap = options.max_image_bytes
         records = (
@@ -460,9 +518,10 @@ def load_jsonl_dir(
         rows, images, found = _check(records, split, str(path), intake)
         parts.append((rows, images, problems + found))
     captions = directory / "captions.json"
-    return _finish(
-        name or str(directory), None, parts, checks, captions if captions.is_file() else None
-    )
+    captions_path = captions if captions.is_file() else None
+    if captions_path is not None:
+        sources.append(captions_path)
+    return _finish(name or str(directory), None, parts, checks, captions_path, sources)
 
 
 def load_benchmark(
