@@ -54,9 +54,14 @@ def test_sample_run_prints_metrics_and_a_rerun_makes_no_call(tmp_path: Path) -> 
     assert "model 96 made, 0 from the store" in first.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["metadata"]["judge_kind"].startswith("heuristic")
-    second = mtmcs(*args)
+    second = mtmcs(*args)  # up to date: nothing called, read or written
     assert second.returncode == 0, second.stderr
-    assert "model 0 made, 96 from the store" in second.stdout
+    assert f"{tmp_path} is up to date" in " ".join(second.stdout.split())
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    (tmp_path / "finished.json").unlink()  # then the same command replays the store
+    third = mtmcs(*args)
+    assert third.returncode == 0, third.stderr
+    assert "model 0 made, 96 from the store" in third.stdout
     assert json.loads((tmp_path / "summary.json").read_text())["type_a"] == summary["type_a"]
 
 

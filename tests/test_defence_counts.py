@@ -12,6 +12,7 @@ import pytest
 
 from command import invoke
 from fakeserver import FakeServer
+from mtmcs.engine.finished import FINISHED_FILE
 from mtmcs.engine.run import RunConfig, plan_run, run_benchmark, run_connections
 from mtmcs.engine.scheduler import RunSettings
 from mtmcs.guardrails.defences.immune import ImmuneOptions
@@ -77,7 +78,9 @@ def test_the_plan_the_server_and_the_summary_count_the_same_calls(
     assert {role: counts["planned"] for role, counts in calls.items()} == planned
 
     server.clear()
-    again = run_benchmark(run_config)  # resumed: every call from the store, none made
+    assert run_benchmark(run_config).up_to_date  # finished: nothing called, read or written
+    (run_config.out / FINISHED_FILE).unlink()
+    again = run_benchmark(run_config)  # replayed: every call from the store, none made
     assert server.request_count == 0
     calls = again.summary["metadata"]["calls"]
     assert {role: (c["made"], c["cached"]) for role, c in calls.items()} == {

@@ -32,6 +32,7 @@ from datagen import (
 )
 from fakeserver import FakeServer, RecordedRequest
 from mtmcs.data.loaders import Benchmark, LoadOptions, load_jsonl_dir, load_parquet_dir
+from mtmcs.engine.finished import FINISHED_FILE
 from mtmcs.engine.run import RunConfig, run_benchmark
 from mtmcs.engine.scheduler import RunSettings
 from mtmcs.errors import DataError
@@ -229,6 +230,8 @@ def test_a_rerun_of_a_finished_run_makes_no_call_and_decodes_nothing(
     assert first.complete and first.summary["metadata"]["images"]["decoded"] == 2
     made = len(server.requests)
     assert made == 2 * 28
+    assert run_benchmark(run_config(directory, tmp_path / "run", server)).up_to_date
+    (tmp_path / "run" / FINISHED_FILE).unlink()  # replayed: every call from the store
     again = run_benchmark(run_config(directory, tmp_path / "run", server))
     assert len(server.requests) == made
     calls = again.summary["metadata"]["calls"]

@@ -14,6 +14,7 @@ from datagen import (
     write_jsonl_dir,
 )
 from fakeserver import FakeServer, RecordedRequest, Reply
+from mtmcs.engine.finished import FINISHED_FILE
 from mtmcs.engine.run import run_benchmark
 from mtmcs.protocol.text import normalised, printable
 from test_run_e2e import config, kind_of, standard_reply
@@ -52,6 +53,7 @@ def test_reply_and_verdict_with_a_lone_surrogate_complete_the_run_and_its_rerun(
     dialogues = (tmp_path / "dialogues.jsonl").read_text(encoding="utf-8")
     assert "bad \ufffd reply" in dialogues
 
+    (tmp_path / FINISHED_FILE).unlink()  # replayed: every stored answer read back
     again = run_benchmark(config(server, tmp_path))
     assert again.complete
     assert again.summary["metadata"]["calls"]["model"]["cached"] == 24

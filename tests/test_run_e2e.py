@@ -15,6 +15,7 @@ import pytest
 from fakeserver import FakeServer, RecordedRequest, Reply
 from mtmcs.data.captions import load_captions
 from mtmcs.data.loaders import SAMPLE_DIR, load_benchmark
+from mtmcs.engine.finished import FINISHED_FILE
 from mtmcs.engine.run import RunConfig, run_benchmark
 from mtmcs.engine.scheduler import RunSettings
 from mtmcs.errors import ConfigError, ProviderError
@@ -192,6 +193,8 @@ def test_rerun_of_a_finished_run_makes_no_call_and_gives_the_same_summary(
     server = fake_server(standard_reply)
     first = run_benchmark(config(server, tmp_path, "type_a", limit=2))
     assert server.request_count == 2 * 28
+    assert run_benchmark(config(server, tmp_path, "type_a", limit=2)).up_to_date
+    (tmp_path / FINISHED_FILE).unlink()  # replayed: every call from the store
     second = run_benchmark(config(server, tmp_path, "type_a", limit=2))
     assert server.request_count == 2 * 28
     assert second.summary["metadata"]["calls"]["model"]["cached"] == 48

@@ -36,6 +36,20 @@ def cannot_write(path: Path | str, error: OSError) -> str:
     return f"{what} writing {path}; {action} and rerun the same command"
 
 
+def identity_of(status: os.stat_result) -> list[int]:
+    """A file's size, modification and change times, inode and device: any write changes
+    the change time, which no tool can set back (git's index relies on the same)."""
+    return [status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino, status.st_dev]
+
+
+def file_identity(path: Path | str) -> list[int] | None:
+    """`identity_of` a file, or `None` when there is none at `path`."""
+    try:
+        return identity_of(os.stat(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

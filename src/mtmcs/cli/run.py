@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from mtmcs.cli.console import Interrupted, call_progress, errors
+from mtmcs.cli.console import Interrupted, call_progress, console, errors
 from mtmcs.cli.options import (
     DEFAULT_DATASET,
     MODALITY_HELP,
@@ -32,6 +32,7 @@ from mtmcs.cli.options import (
 )
 from mtmcs.cli.run_output import print_plan, print_summary
 from mtmcs.data.defence_texts import TextChoice
+from mtmcs.engine.finished import finished_path
 from mtmcs.engine.run import RUBRIC_SOURCES, RunConfig, plan_run, run_benchmark
 from mtmcs.engine.scheduler import Role, RunSettings
 from mtmcs.errors import ConfigError, UsageError
@@ -284,6 +285,14 @@ def execute(config: RunConfig, ray: str | None, ray_shards: int) -> bool:
                 result = run_benchmark(config, on_start, lambda role: progress.advance(tasks[role]))
         except KeyboardInterrupt:
             raise Interrupted(sum(int(task.completed) for task in progress.tasks)) from None
+    if result.up_to_date:
+        console.print(
+            f"{config.out} is up to date: finished by this command on the same data, code and "
+            f"store, unchanged since; no call made, nothing written (delete "
+            f"{finished_path(config.out)} to compute it again from the store)",
+            soft_wrap=True,
+            markup=False,
+        )
     print_summary(RunDir(config.out))
     if not result.complete:
         errors.print(

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mtmcs import __version__
 from mtmcs.data.captions import cache_dir
-from mtmcs.files import atomic_file
+from mtmcs.files import atomic_file, identity_of
 
 VALIDATION_VERSION = 1
 """Bump when a check of `mtmcs.data.records` changes: every recorded validation is then void."""
@@ -34,10 +34,6 @@ def validation_dir() -> Path:
     """Where validations and file digests are recorded."""
     override = os.environ.get("MTMCS_VALIDATION_CACHE")
     return Path(override) if override else cache_dir() / "validated"
-
-
-def _stamp(status: os.stat_result) -> list[int]:
-    return [status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino, status.st_dev]
 
 
 class FileDigests:
@@ -56,7 +52,7 @@ class FileDigests:
         """The digest of `path` if it was hashed and has not changed since, else `None`."""
         name = str(path.resolve())
         known = self._known.get(name)
-        if isinstance(known, list) and known[:-1] == _stamp(os.stat(name)):
+        if isinstance(known, list) and known[:-1] == identity_of(os.stat(name)):
             return known[-1] if isinstance(known[-1], str) else None
         return None
 
@@ -65,12 +61,12 @@ class FileDigests:
         if (known := self.known(path)) is not None:
             return known
         name = str(path.resolve())
-        stamp = _stamp(os.stat(name))
+        stamp = identity_of(os.stat(name))
         hasher = hashlib.blake2b(digest_size=32)
         with open(name, "rb") as handle:
             while chunk := handle.read(_CHUNK):
                 hasher.update(chunk)
-        if _stamp(os.stat(name)) != stamp:  # written while hashed: never reuse this digest
+        if identity_of(os.stat(name)) != stamp:  # written while hashed: never reuse this digest
             return "changing:" + hasher.hexdigest()
         self._known[name] = [*stamp, hasher.hexdigest()]
         self._changed = True

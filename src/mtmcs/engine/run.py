@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from mtmcs import __version__
 from mtmcs.data.authors_rubrics import AUTHORS_RUBRICS_COMMIT, load_authors_rubrics
@@ -18,6 +18,7 @@ from mtmcs.data.captions import fetch_official_captions, load_captions
 from mtmcs.data.defence_texts import DefenceText, TextChoice
 from mtmcs.data.loaders import Benchmark, LoadOptions, load_benchmark
 from mtmcs.data.selection import select_rows
+from mtmcs.engine import finished
 from mtmcs.engine.calls import Caller, CountedModel, PerAnswer
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.scheduler import Role, RunOutcome, RunSettings, Scheduler
@@ -114,6 +115,9 @@ class RunResult:
     summary: dict[str, Any]
     outcome: RunOutcome
     planned: Mapping[Role, int]
+    up_to_date: bool = False
+    """The run directory held this finished run already (`mtmcs.engine.finished`): nothing
+    was called, read or written; `summary` is the one it holds."""
 
     @property
     def complete(self) -> bool:
@@ -462,8 +466,15 @@ def run_benchmark(
     """Run (or resume) a benchmark and write `OUT/summary.json`.
 
     The providers are created first, so a missing API key or an unknown provider is
-    reported before the data is loaded and its images decoded.
+    reported before the data is loaded and its images decoded. A finished run of the same
+    inputs, unchanged since, is kept as it is (`RunResult.up_to_date`).
     """
+    if finished.is_up_to_date(config, lambda: _defence_sha256(config)):
+        summary = RunDir(config.out).read_summary()
+        recorded = cast(
+            dict[Role, int], {role: calls.planned for role, calls in summary.metadata.calls.items()}
+        )
+        return RunResult(summary.model_dump(mode="json"), RunOutcome(), recorded, up_to_date=True)
     started = time.time()
     limits: dict[Role, AdaptiveLimiter] = {
         "model": AdaptiveLimiter(config.settings.max_connections),
@@ -491,6 +502,7 @@ def run_benchmark(
         )
         text = defence_text(config)
         config.out.mkdir(parents=True, exist_ok=True)
+        finished.forget(config.out)  # the directory is about to change
         store = Store(config.out / "store.sqlite")
     except BaseException:
         if pending is not None:
@@ -612,4 +624,16 @@ def run_benchmark(
             f"{error} — the {answered} answered calls are kept in {run_dir.store_path}: "
             "the rerun makes none of them again"
         ) from error
-    return RunResult(summary.model_dump(mode="json"), outcome, planned)
+    result = RunResult(summary.model_dump(mode="json"), outcome, planned)
+    if result.complete:
+        written = (run_dir.summary_path, run_dir.dialogues_path)
+        finished.record(config, _sha256(text), benchmark.sources, written)
+    return result
+
+
+def _defence_sha256(config: RunConfig) -> str | None:
+    return _sha256(defence_text(config))
+
+
+def _sha256(text: DefenceText | None) -> str | None:
+    return None if text is None else text.sha256
