@@ -6,6 +6,7 @@ import io
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -65,11 +66,17 @@ class _Checker:
         return good
 
 
+@cache
+def _needed_turns(split: Split) -> frozenset[str]:
+    """The turn fields a dialogue of `split` must fill (of either intent)."""
+    return frozenset(name for intent in INTENTS for name in turn_fields(split, intent))
+
+
 def _dialogue(check: _Checker, value: object, field: str) -> DialogueFields:
     if not isinstance(value, Mapping):
         check.add(field, f"expected an object with turns, got {type(value).__name__}")
         return DialogueFields()
-    needed = {name for intent in INTENTS for name in turn_fields(check.split, intent)}
+    needed = _needed_turns(check.split)
     turns = {
         name: check.text(value.get(name), f"{field}.{name}", required=name in needed)
         for name in TURN_FIELDS

@@ -152,6 +152,9 @@ class Scheduler:
                     await slots.acquire()
                     task = group.create_task(self._dialogue(dialogue))
                     task.add_done_callback(lambda _: slots.release())
+                    # Let it start now: the first requests go out while later dialogues
+                    # are set up, not after the whole window has built its requests.
+                    await asyncio.sleep(0)
         except* ProviderError as errors:
             raise errors.exceptions[0] from None
         return self.outcome

@@ -19,7 +19,7 @@ def normalised(text: str) -> tuple[str, int]:
 
 def invalid_code_points(text: str) -> int:
     """How many code points of `text` no UTF-8 can encode (lone surrogates)."""
-    return len(_SURROGATE.findall(text))
+    return 0 if text.isascii() else len(_SURROGATE.findall(text))
 
 
 def printable(text: str) -> str:
