@@ -1,11 +1,14 @@
 """The bare `openai` client against the benchmark server: the CPU floor of one call.
 
     python benchmarks/bare_client.py BASE_URL [--calls 10000] [--connections 256]
+                                     [--transport httpx|aiohttp]
 
 Makes CALLS chat completions with `AsyncOpenAI.chat.completions.create` (one user message of
 a dialogue turn's size, 128 tokens, C at a time) and prints one JSON line: calls, failures,
 wall seconds and the CPU seconds (user + system) of the calls alone, start-up excluded.
 No store, no images, no progress: what any harness built on the SDK pays at least per call.
+`--transport` picks the SDK's default client (`httpx`, httpx2's own transport) or its
+optional aiohttp one (`openai.DefaultAioHttpClient`, which mtmcs uses).
 """
 
 from __future__ import annotations
@@ -32,14 +35,17 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def run(base_url: str, calls: int, connections: int) -> dict[str, float]:
+async def run(
+    base_url: str, calls: int, connections: int, transport: str = "httpx"
+) -> dict[str, float]:
+    limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
+    http_client = (
+        openai.DefaultAioHttpClient(limits=limits)
+        if transport == "aiohttp"
+        else openai.DefaultAsyncHttpxClient(limits=limits)
+    )
     client = openai.AsyncOpenAI(
-        api_key="bench",
-        base_url=base_url,
-        max_retries=0,
-        http_client=openai.DefaultAsyncHttpxClient(
-            limits=httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
-        ),
+        api_key="bench", base_url=base_url, max_retries=0, http_client=http_client
     )
     slots = asyncio.Semaphore(connections)
     failed = 0
@@ -71,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("base_url")
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=256)
+    parser.add_argument("--transport", choices=("httpx", "aiohttp"), default="httpx")
     args = parser.parse_args(argv)
-    print(json.dumps(asyncio.run(run(args.base_url, args.calls, args.connections))))
+    figures = asyncio.run(run(args.base_url, args.calls, args.connections, args.transport))
+    print(json.dumps(figures))
     return 0
 
 

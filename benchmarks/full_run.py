@@ -299,8 +299,9 @@ def report(run: ClientRun, latency: float, connections: int, planned: int, label
     )
 
 
-def bare_client(server: Server, calls: int, connections: int) -> float:
-    """CPU ms per call of the bare `openai` client (`bare_client.py`) against `server`."""
+def bare_client(server: Server, calls: int, connections: int, transport: str = "httpx") -> float:
+    """CPU ms per call of the bare `openai` client (`bare_client.py`) against `server`, over
+    the SDK's default transport (`httpx`) or its aiohttp one."""
     result = subprocess.run(
         [
             sys.executable,
@@ -310,6 +311,8 @@ def bare_client(server: Server, calls: int, connections: int) -> float:
             str(calls),
             "--connections",
             str(connections),
+            "--transport",
+            transport,
         ],
         capture_output=True,
         text=True,
@@ -317,7 +320,8 @@ def bare_client(server: Server, calls: int, connections: int) -> float:
     )
     figures = json.loads(result.stdout)
     print(
-        f"[bare openai client] {figures['calls']} calls ({figures['failed']} failed) in "
+        f"[bare openai client, {transport}] {figures['calls']} calls "
+        f"({figures['failed']} failed) in "
         f"{figures['wall_s']:.1f} s, CPU {figures['cpu_s']:.1f} s = "
         f"{1000 * figures['cpu_s'] / figures['calls']:.2f} ms per call",
         flush=True,
@@ -332,7 +336,7 @@ def load_average() -> str:
 def targets(
     run: ClientRun,
     rerun: ClientRun | None,
-    bare_ms: float | None,
+    bare_ms: dict[str, float],
     latency: float,
     connections: int,
     rows: int,
@@ -358,8 +362,9 @@ def targets(
             run.startup_s <= 3,
         )
     per_call = 1000 * run.cpu_s / run.requests if run.requests else float("nan")
-    ratio = (
-        f"; {per_call / bare_ms:.2f}x the bare openai client's {bare_ms:.2f} ms" if bare_ms else ""
+    ratio = "".join(
+        f"; {per_call / ms:.2f}x the bare openai client's {ms:.2f} ms over {transport}"
+        for transport, ms in bare_ms.items()
     )
     line(
         "all-in client CPU per call",
@@ -439,7 +444,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         connections = args.max_connections
         if args.kill_at is None:
-            bare_ms = bare_client(server, args.bare_calls, connections) if args.bare_calls else None
+            bare_ms = {
+                transport: bare_client(server, args.bare_calls, connections, transport)
+                for transport in (("httpx", "aiohttp") if args.bare_calls else ())
+            }
             run = run_client(server, data_dir, out, connections, py_spy=args.py_spy, env=env)
             report(run, args.latency, connections, planned, "run")
             if run.returncode != 0:
@@ -447,7 +455,16 @@ def main(argv: list[str] | None = None) -> int:
             rerun = run_client(server, data_dir, out, connections, env=env)
             print(
                 f"[rerun] exit code {rerun.returncode}; wall {rerun.wall_s:.2f} s; server "
-                f"received {rerun.requests} requests; peak RSS {rerun.maxrss_mb:.0f} MB",
+                f"received {rerun.requests} requests; peak RSS {rerun.maxrss_mb:.0f} MB; "
+                f"up to date: {'is up to date' in (out / 'client.log').read_text()}",
+                flush=True,
+            )
+            (out / "finished.json").unlink(missing_ok=True)  # as after a change of code
+            replay = run_client(server, data_dir, out, connections, env=env)
+            print(
+                f"[replay] the finished run replayed from its store (finished.json deleted): "
+                f"exit code {replay.returncode}; wall {replay.wall_s:.2f} s; server received "
+                f"{replay.requests} requests; peak RSS {replay.maxrss_mb:.0f} MB",
                 flush=True,
             )
             smaller = None

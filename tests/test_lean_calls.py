@@ -4,11 +4,13 @@ from the cached data URL, never copied."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from typing import Any
 
 import pytest
 
+from mtmcs.engine.collector import THRESHOLDS, fewer_pauses
 from mtmcs.models.base import CallFailed
 from mtmcs.models.images import ImageEncoder
 from mtmcs.models.openai_chat import RequestBody, completion_of, openai_content
@@ -77,3 +79,15 @@ def test_a_body_with_a_large_image_is_sent_from_the_cached_data_url() -> None:
     assert any(chunk is encoder("img").data_url for chunk in body.pieces)  # never copied
     url = json.loads(body.read())["messages"][0]["content"][0]["image_url"]["url"]
     assert url.encode() == encoder("img").data_url
+
+
+def test_the_collector_is_quieter_only_while_the_calls_run() -> None:
+    """Objects made before the calls are frozen out of collection and young ones collected
+    less often, until the block ends, even by an error (`mtmcs.engine.collector`)."""
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError), fewer_pauses():
+        assert gc.get_threshold() == THRESHOLDS
+        assert gc.get_freeze_count() > 0
+        raise RuntimeError("a run that fails")
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

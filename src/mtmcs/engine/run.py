@@ -20,6 +20,7 @@ from mtmcs.data.loaders import Benchmark, LoadOptions, load_benchmark
 from mtmcs.data.selection import select_rows
 from mtmcs.engine import finished
 from mtmcs.engine.calls import Caller, CountedModel, PerAnswer
+from mtmcs.engine.collector import fewer_pauses
 from mtmcs.engine.limits import AdaptiveLimiter
 from mtmcs.engine.scheduler import Role, RunOutcome, RunSettings, Scheduler
 from mtmcs.engine.store import Store
@@ -585,7 +586,8 @@ def run_benchmark(
             await _close(model, judge, *rewards)
 
     try:
-        outcome = asyncio.run(execute())
+        with fewer_pauses():
+            outcome = asyncio.run(execute())
     except BaseException:
         if pending is not None:
             pending.cancel()
