@@ -25,40 +25,11 @@ from datagen import (
 from fakeserver import FakeServer, RecordedRequest, Reply
 from mtmcs.engine.finished import FINISHED_FILE
 from mtmcs.engine.run import RunConfig, RunResult, run_benchmark
-from mtmcs.engine.scheduler import RunSettings
-
-
-def reply(request: RecordedRequest) -> str:
-    kind = request.call_kind
-    if kind == "mcq":
-        return "A"
-    if kind == "tf":
-        return "True"
-    if kind == "turn":
-        return "A reply."
-    return '{"score": 4, "explanation": "Reasonable."}'
+from test_fast_start import captioned, reply, run_config
 
 
 def config(directory: Path, out: Path, server: FakeServer, **changes: object) -> RunConfig:
-    base = RunConfig(
-        model="openai-compatible/test-model",
-        judge="openai-compatible/judge",
-        dataset=str(directory),
-        splits=("type_a",),
-        out=out,
-        base_urls=(server.base_url,),
-        judge_base_urls=(server.base_url,),
-        max_retries=0,
-        settings=RunSettings(max_connections=8, judge_max_connections=4),
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
-
-
-def captioned(directory: Path, rows: int) -> Path:
-    (directory / "captions.json").write_text(
-        json.dumps({str(row): f"Picture {row}." for row in range(rows)})
-    )
-    return directory
+    return replace(run_config(directory, out, server), **changes)  # type: ignore[arg-type]
 
 
 def identities(out: Path) -> dict[str, tuple[int, int]]:
