@@ -5,15 +5,15 @@ computed from: a digest of its inputs (the run's settings, the code of mtmcs, th
 of Python and of the libraries that read the data and compute the figures, the text of its
 defence) and the identity of every file involved: the data's files and the directories
 listed to find them (`Benchmark.sources`), the captions, the store and the run's own files.
-A file's identity is its size, modification and change times, inode and device, as in
-`mtmcs.data.validated`: a write changes the change time, which no tool can set back.
+A file's identity is its size, modification and change times, inode and device
+(`mtmcs.files.identity_of`): a write changes the change time, which no tool can set back.
 
-The same command on the same directory is up to date while the inputs digest is the same
-and no recorded file changed, appeared or disappeared; its files then stand as they are and
-no call, store read or data load is made. Anything else (a hub dataset on a branch, a
-changed file, a failed call, a data error) leaves no record, so the run goes the usual way:
-every call looked up in the store, every answer parsed again. Any run that does not take
-this shortcut deletes the record before it writes anything.
+The same command on the same directory (a copy of it is another run) is up to date while
+the inputs digest is the same and no recorded file changed, appeared or disappeared; its
+files then stand as they are and no call, store read or data load is made. Anything else (a
+hub dataset on a branch, a changed file, a failed call, a data error) leaves no record, so
+the run goes the usual way: every call looked up in the store, every answer parsed again.
+Any run that does not take this shortcut deletes the record before it writes anything.
 """
 
 from __future__ import annotations
