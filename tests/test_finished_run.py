@@ -225,6 +225,9 @@ def test_the_command_says_the_run_is_up_to_date(
     assert "up to date" not in first.stdout
     again = invoke(*args, env=env)
     assert again.returncode == 0, again.stderr
-    assert f"{out} is up to date" in " ".join(again.stdout.split())
+    printed = " ".join(again.stdout.split())
+    assert f"{out} is up to date" in printed
+    assert "calls when it ran (none now): model 0 made, 48 from the store" in printed
+    assert "calls when it ran" not in " ".join(first.stdout.split())
     assert len(server.requests) == 2 * 28
     assert os.path.isfile(out / "summary.json")

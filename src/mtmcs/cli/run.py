@@ -293,7 +293,7 @@ def execute(config: RunConfig, ray: str | None, ray_shards: int) -> bool:
             soft_wrap=True,
             markup=False,
         )
-    print_summary(RunDir(config.out))
+    print_summary(RunDir(config.out), up_to_date=result.up_to_date)
     if not result.complete:
         errors.print(
             "[yellow]incomplete run:[/] some calls failed (excluded from the metrics); "

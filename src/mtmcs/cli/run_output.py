@@ -120,8 +120,9 @@ def print_plan(plan: RunPlan, config: RunConfig, latency: float) -> None:
     )
 
 
-def print_summary(run_dir: RunDir) -> None:
-    """The run's metrics table, variant consistency, call counts and where the summary is."""
+def print_summary(run_dir: RunDir, *, up_to_date: bool = False) -> None:
+    """The run's metrics table, variant consistency, call counts and where the summary is
+    (`up_to_date`: the counts are those of the finished run, none made now)."""
     summary = run_dir.read_summary()  # as written, through the typed run files
     console.print(metrics_table(summary))
     for split_name in summary.metadata.splits:
@@ -138,8 +139,9 @@ def print_summary(run_dir: RunDir) -> None:
         + (f", {calls.unfinished} unfinished" if calls.unfinished else "")
         for role, calls in summary.metadata.calls.items()
     )
+    when = " when it ran (none now)" if up_to_date else ""
     console.print(
-        f"calls: {roles}; wall {summary.metadata.wall_s or 0:.1f} s",
+        f"calls{when}: {roles}; wall {summary.metadata.wall_s or 0:.1f} s",
         soft_wrap=True,
     )
     console.print(f"summary: {run_dir.summary_path}", soft_wrap=True)
