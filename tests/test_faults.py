@@ -16,11 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import httpx2
 import pytest
 
 from fakeserver import FakeServer, RecordedRequest, Reply
 from mtmcs.engine.run import RunConfig, RunResult, run_benchmark
 from mtmcs.engine.scheduler import RunSettings
+from mtmcs.models.transport import DeadlineTransport
 from test_run_e2e import kind_of, standard_reply
 
 TF_CALLS_PER_ROW = 4  # 2 TF items × 2 modalities
@@ -212,3 +215,47 @@ def test_unexpected_provider_exception_is_recorded_not_raised(
     result = run(fake_server(standard_reply), tmp_path)
     causes = result.summary["metadata"]["calls"]["model"]["causes"]
     assert causes == {"unexpected KeyError: 'surprise'": TF_CALLS_PER_ROW}
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (aiohttp.ClientConnectorError, httpx2.ConnectError),  # "connection refused", not a timeout
+        (aiohttp.ServerDisconnectedError, httpx2.RemoteProtocolError),
+        (aiohttp.SocketTimeoutError, httpx2.ReadTimeout),  # kept as it came
+    ],
+)
+def test_an_aiohttp_failure_reaches_the_sdk_as_its_httpx_error_with_its_cause(
+    raised: type[Exception], expected: type[Exception]
+) -> None:
+    """`DeadlineTransport` maps what `httpx_aiohttp` raised (always a connect timeout for a
+    failed connection); one it does not map goes on unchanged, with its own cause."""
+    if raised is aiohttp.ClientConnectorError:
+        cause: Exception = raised(
+            aiohttp.client_reqrep.ConnectionKey("127.0.0.1", 9, False, True, None, None, None),
+            ConnectionRefusedError(111, "Connection refused"),
+        )
+        first: Exception = httpx2.ConnectTimeout("Cannot connect")
+    elif raised is aiohttp.SocketTimeoutError:
+        cause, first = raised("read timed out"), httpx2.ReadTimeout("read timed out")
+    else:
+        cause, first = raised("Server disconnected"), httpx2.ConnectTimeout("disconnected")
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        raise first from cause
+
+    transport = DeadlineTransport(5.0)
+    transport._inner = httpx2.MockTransport(handler)  # type: ignore[assignment]
+
+    async def send() -> BaseException:
+        request = httpx2.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+        with pytest.raises(httpx2.TransportError) as caught:
+            await transport.handle_async_request(request)
+        return caught.value
+
+    error = asyncio.run(send())
+    assert type(error) is expected
+    if error is first:  # not mapped: unchanged, its cause kept
+        assert error.__cause__ is cause
+    else:
+        assert error.__cause__ is first

@@ -100,7 +100,10 @@ class DeadlineTransport(httpx2.AsyncBaseTransport):
                 f"no complete response within {self.seconds:g} s", request=request
             ) from error
         except (httpx2.TransportError, aiohttp.ClientError) as error:
-            raise httpx_error(error, request) from error
+            mapped = httpx_error(error, request)
+            if mapped is error:
+                raise  # as it came, with its own cause
+            raise mapped from error
         return response
 
     async def aclose(self) -> None:
