@@ -22,9 +22,19 @@ from mtmcs.files import atomic_file, file_identity
 _CONVERSIONS = "arrow-conversions.json"
 
 
+def _identities(paths: Sequence[Path]) -> list[list[object]] | None:
+    """Each file's resolved name and identity; `None` when one of them is missing."""
+    identities: list[list[object]] = []
+    for path in paths:
+        if (identity := file_identity(path)) is None:
+            return None
+        identities.append([str(path.resolve()), identity])
+    return identities
+
+
 def _key(parquet: Sequence[Path], split: str) -> str | None:
-    identities = [[str(path.resolve()), file_identity(path)] for path in parquet]
-    if any(identity is None for _, identity in identities):
+    identities = _identities(parquet)
+    if identities is None:
         return None
     try:
         version = metadata.version("datasets")
@@ -63,8 +73,8 @@ def known_conversion(parquet: Sequence[Path], split: str) -> list[Path] | None:
 def remember_conversion(parquet: Sequence[Path], split: str, arrow: Sequence[Path]) -> None:
     """Remember the Arrow files `datasets` made of these parquet files (best effort)."""
     key = _key(parquet, split)
-    identities = [[str(path.resolve()), file_identity(path)] for path in arrow]
-    if key is None or not arrow or any(identity is None for _, identity in identities):
+    identities = _identities(arrow)
+    if key is None or not identities:
         return
     path = validation_dir() / _CONVERSIONS
     known = {  # conversions whose files are gone are forgotten
